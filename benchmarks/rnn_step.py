@@ -1,0 +1,147 @@
+"""Times one training step (forward, softmax loss, backward) of the character models; prints figures.
+
+    python benchmarks/rnn_step.py --shapes=small,ptb --steps 5 [--json out.json] [--cells lstm,hyperlstm]
+
+For each shape and cell: tokens/s (median of --steps timed runs after one warm-up run), compile time, the
+compiled step's memory (XLA memory_analysis: arguments + outputs + temporaries) and the growth of the
+process's max RSS. Then the ratio HyperLSTM / LSTM tokens/s, and the GFLOP/s of the HyperLSTM step's
+matrix work (analytic count: every matmul of the forward pass, x3 for forward + backward) against a lone
+jitted [B, H] x [H, 4H] matmul. Not a test: it prints numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from hyper.char_lm import CharLM  # noqa: E402
+
+SHAPES = {
+    # name: vocab, units, hyper units, N_z, steps (T), batch
+    "ptb": dict(vocab=50, features=1000, hyper=128, nz=4, seq=100, batch=128),
+    "small": dict(vocab=50, features=256, hyper=64, nz=8, seq=100, batch=32),
+}
+CELLS = ("lstm", "ln_lstm", "hyperlstm", "ln_hyperlstm")
+
+
+def matmul_flops(cell: str, s: dict) -> float:
+    """Forward matmul FLOPs of one sequence batch (input projections are gathers: 0 FLOPs)."""
+    b, t, h, hh, nz, v = s["batch"], s["seq"], s["features"], s["hyper"], s["nz"], s["vocab"]
+    per_step = 2 * b * h * 4 * h  # W_h h
+    if "hyper" in cell:
+        per_step += 2 * b * (h + hh) * 4 * hh  # hyper LSTM on [x; h] (x rows gathered) and ĥ
+        per_step += 2 * b * hh * 3 * 4 * nz + 2 * b * 3 * 4 * nz * h  # ĥ -> z, z -> d_h, d_x, b
+    return t * per_step + 2 * b * t * h * v  # + softmax head
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_cell(cell: str, s: dict, steps: int) -> dict:
+    model = CharLM(vocab_size=s["vocab"], cell=cell, features=s["features"], hyper_features=s["hyper"],
+                   embedding_size=s["nz"])
+    key = jax.random.key(0)
+    tokens = jax.random.randint(key, (s["batch"], s["seq"] + 1), 0, s["vocab"], jnp.int32)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    params = jax.jit(model.init)(key, inputs)["params"]
+
+    def loss_fn(p):
+        logits, _ = model.apply({"params": p}, inputs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+    step = jax.jit(jax.value_and_grad(loss_fn))
+    rss0 = max_rss_mb()
+    t0 = time.perf_counter()
+    compiled = step.lower(params).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    mem_mb = None
+    if mem is not None:
+        mem_mb = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes) / 2**20
+    jax.block_until_ready(compiled(params))  # warm-up
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(params))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    flops = 3 * matmul_flops(cell, s)
+    return dict(cell=cell, step_s=med, tokens_per_s=s["batch"] * s["seq"] / med, compile_s=compile_s,
+                xla_memory_mb=mem_mb, rss_growth_mb=max_rss_mb() - rss0, matmul_gflops=flops / med / 1e9)
+
+
+def lone_matmul_gflops(s: dict, steps: int) -> float:
+    b, h = s["batch"], s["features"]
+    x = jax.random.normal(jax.random.key(1), (b, h))
+    w = jax.random.normal(jax.random.key(2), (h, 4 * h))
+    reps = 20
+    # A chain of dependent matmuls in one jitted call, so dispatch overhead does not count.
+    f = jax.jit(lambda x, w: jax.lax.fori_loop(0, reps, lambda i, y: jnp.tanh(y @ w)[:, :h], x))
+    jax.block_until_ready(f(x, w))
+    times = []
+    for _ in range(max(steps, 3)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x, w))
+        times.append(time.perf_counter() - t0)
+    return reps * 2 * b * h * 4 * h / statistics.median(times) / 1e9
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default="small", help="comma-separated: " + ",".join(SHAPES))
+    parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument("--steps", type=int, default=5, help="timed runs per cell (median reported)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}", flush=True)
+    results = {}
+    for name in args.shapes.split(","):
+        s = SHAPES[name]
+        print(f"\n== shape {name}: {s}", flush=True)
+        print(f"{'cell':<14}{'tokens/s':>11}{'step ms':>10}{'compile s':>11}{'XLA mem MB':>12}"
+              f"{'RSS +MB':>9}{'mat GFLOP/s':>13}", flush=True)
+        rows = []
+        for cell in args.cells.split(","):
+            r = bench_cell(cell, s, args.steps)
+            rows.append(r)
+            mem = f"{r['xla_memory_mb']:.0f}" if r["xla_memory_mb"] is not None else "n/a"
+            print(f"{cell:<14}{r['tokens_per_s']:>11.0f}{1e3 * r['step_s']:>10.1f}{r['compile_s']:>11.1f}"
+                  f"{mem:>12}{r['rss_growth_mb']:>9.0f}{r['matmul_gflops']:>13.1f}", flush=True)
+        by = {r["cell"]: r for r in rows}
+        summary = {}
+        for hyper, base in (("hyperlstm", "lstm"), ("ln_hyperlstm", "ln_lstm")):
+            if hyper in by and base in by:
+                ratio = by[hyper]["tokens_per_s"] / by[base]["tokens_per_s"]
+                summary[f"{hyper}/{base} tokens/s"] = ratio
+                print(f"{hyper}/{base} tokens/s ratio: {ratio:.2f} (target >= 0.8)")
+        lone = lone_matmul_gflops(s, args.steps)
+        summary["lone_matmul_gflops"] = lone
+        print(f"lone jitted [{s['batch']},{s['features']}]x[{s['features']},{4 * s['features']}] matmul: "
+              f"{lone:.1f} GFLOP/s")
+        for cell in ("hyperlstm", "ln_hyperlstm"):
+            if cell in by:
+                frac = by[cell]["matmul_gflops"] / lone
+                summary[f"{cell} matmul fraction"] = frac
+                print(f"{cell} matrix work: {by[cell]['matmul_gflops']:.1f} GFLOP/s = {100 * frac:.0f}% "
+                      f"of the lone matmul (target >= 60%)")
+        results[name] = dict(shape=s, cells=rows, summary=summary)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Character-level Penn Treebank (paper section 4.2, Table 2; training details in appendix A.3.3).
+
+`--config=configs/ptb_char.py:<variant>`: one variant per row of Table 2, plus `tiny` for tests.
+A.3.3: batch 128, sequences of 100 characters, Adam 0.001, gradient clipping at global norm 1.0,
+dropout keep 0.9 on the input, output and recurrence (0.85 for N_z = 16, 0.80 for the 2-layer model,
+which also uses N_z = 16), hypernetwork of 128 units with N_z = 4, early stopping on validation bpc.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def _row(cell: str, features: int, *, num_layers: int = 1, embedding_size: int = 4, keep: float = 0.9):
+  def apply(config: ml_collections.ConfigDict) -> None:
+    common.char_lm(
+        config, cell=cell, features=features, num_layers=num_layers,
+        hyper_features=128,  # A.3.3: 128 hypernetwork units.
+        embedding_size=embedding_size,  # A.3.3: N_z = 4 (16 for the last two rows of Table 2).
+        keep_input=keep, keep_output=keep, keep_recurrent=keep,  # A.3.3 dropout keep probabilities.
+        data='ptb_char', seq_len=100, batch_size=128, learning_rate=0.001, grad_clip_norm=1.0,
+        num_epochs=100.0,  # Upper bound; early stopping on validation bpc ends the run.
+        eval_every_steps=400)  # ~One epoch: 5.0M train characters / (128 * 100).
+    config.eval.patience = 10  # Evaluations without a better validation bpc before stopping.
+  return apply
+
+
+def _tiny(config: ml_collections.ConfigDict) -> None:
+  common.char_lm(config, cell='ln_hyperlstm', features=32, num_layers=1, hyper_features=16,
+                 embedding_size=4, keep_input=1.0, keep_output=1.0, keep_recurrent=0.9,
+                 data='synthetic', seq_len=20, batch_size=8, learning_rate=0.01, grad_clip_norm=1.0,
+                 num_epochs=-1.0, eval_every_steps=10)
+  config.train.num_steps = 30
+  config.eval.max_batches = 4
+  config.checkpoint.every_steps = 10
+  config.log.every_steps = 5
+  config.sample.length = 40
+
+
+VARIANTS = {
+    'lstm1000': _row('lstm', 1000),
+    'lstm1250': _row('lstm', 1250),
+    'lstm1000_2layer': _row('lstm', 1000, num_layers=2),
+    'ln_lstm1000': _row('ln_lstm', 1000),
+    'hyperlstm1000': _row('hyperlstm', 1000),
+    'ln_hyperlstm1000': _row('ln_hyperlstm', 1000),
+    'ln_hyperlstm1000_nz16': _row('ln_hyperlstm', 1000, embedding_size=16, keep=0.85),
+    'ln_hyperlstm1000_2layer': _row('ln_hyperlstm', 1000, num_layers=2, embedding_size=16, keep=0.80),
+    'tiny': _tiny,
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return common.select_variant('ptb_char', VARIANTS, arg, default='ln_hyperlstm1000')

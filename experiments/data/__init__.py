@@ -1,0 +1,1 @@
+"""Data pipelines: character corpora (synthetic, PTB, enwik8), BPTT streams, image data sets."""

@@ -1,0 +1,140 @@
+"""The paper's Figure 4 (per-character weight change of the HyperLSTM) and Figure 5 (tanh(c_t) histograms).
+
+Figure 4: a text with, under each character, the size of the change of the four recurrent matrices
+W_h^i, W_h^g, W_h^f, W_h^o at the step that read it, one colour per gate (darker = larger change).
+Figure 5: normalised histograms of tanh(c_t) while sampling, for LSTM / LN LSTM / HyperLSTM / LN HyperLSTM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after selecting the Agg backend)
+import numpy as np  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+
+from experiments import sampling  # noqa: E402
+
+GATE_COLOURS = {"i": "#d62728", "g": "#2ca02c", "f": "#1f77b4", "o": "#ff7f0e"}
+_SHOWN = {"\n": "\u21b5", "\t": "\u21e5"}  # visible stand-ins for layout characters
+
+
+def _wrap(text: str, chars_per_line: int) -> list[list[int]]:
+  """Character indices per display line: break after a newline or at chars_per_line."""
+  lines, cur = [], []
+  for k, c in enumerate(text):
+    cur.append(k)
+    if c == "\n" or len(cur) == chars_per_line:
+      lines.append(cur)
+      cur = []
+  if cur:
+    lines.append(cur)
+  return lines
+
+
+def _save(fig, path: str, formats: tuple[str, ...]) -> list[str]:
+  stem, _ = os.path.splitext(path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+  paths = []
+  for ext in formats:
+    p = f"{stem}.{ext}"
+    fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight")
+    paths.append(p)
+  plt.close(fig)
+  return paths
+
+
+def weight_change_figure(text: str, weight_change: np.ndarray, path: str, *, chars_per_line: int = 80,
+                         title: str | None = None, formats: tuple[str, ...] = ("png", "svg")) -> list[str]:
+  """Figure 4. weight_change: [len(text), 4] per gate (i, g, f, o); writes path's stem as PNG and SVG.
+
+  Each gate's row is scaled by that gate's largest change over the text (so colours compare steps,
+  not gates); returns the written paths.
+  """
+  wc = np.asarray(weight_change, np.float64).reshape(len(text), -1)
+  if wc.shape[1] != len(sampling.GATES):
+    raise ValueError(f"weight_change must be [len(text), 4] (gates i, g, f, o), got {wc.shape}")
+  scale = wc.max(axis=0)
+  norm = wc / np.where(scale > 0, scale, 1.0)  # [N, 4] in [0, 1]
+  lines = _wrap(text, chars_per_line)
+  rows_per_line = 1 + len(sampling.GATES) + 1  # text, four gates, gap
+  width = max(len(line) for line in lines) if lines else 1
+  fig, ax = plt.subplots(figsize=(max(4.0, 0.13 * width + 1.0), 0.16 * rows_per_line * len(lines) + 0.6))
+  for n, line in enumerate(lines):
+    top = -n * rows_per_line
+    for x, k in enumerate(line):
+      ax.text(x + 0.5, top - 0.5, _SHOWN.get(text[k], text[k]), ha="center", va="center",
+              family="monospace", fontsize=7)
+    for g, gate in enumerate(sampling.GATES):
+      cmap = LinearSegmentedColormap.from_list(gate, ["#ffffff", GATE_COLOURS[gate]])
+      y0 = top - 1 - g
+      ax.imshow(norm[line, g][None, :], cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
+                interpolation="nearest", extent=(0, len(line), y0 - 1, y0))
+  ax.set_xlim(0, width)
+  ax.set_ylim(-rows_per_line * len(lines), 0)
+  ax.axis("off")
+  handles = [plt.Rectangle((0, 0), 1, 1, color=GATE_COLOURS[g]) for g in sampling.GATES]
+  ax.legend(handles, [f"$W_h^{g}$" for g in sampling.GATES], loc="lower center", ncol=4,
+            bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=9, pad=26)
+  return _save(fig, path, formats)
+
+
+def plot_weight_change(model, params, ids, vocab: list[str], path: str, *, layer: int | None = None,
+                       chars_per_line: int = 80) -> list[str]:
+  """Figure 4 for a given text (ids [T]) read by the model; the last layer unless `layer`."""
+  ids = np.asarray(ids, np.int32)
+  _, diag = sampling.diagnose(model, params, ids)
+  wc = sampling.layer_diagnostics(diag, layer).get("weight_change")
+  text = "".join(vocab[int(i)] for i in ids)
+  if wc is None or wc.shape[-1] != len(sampling.GATES):
+    wc = np.zeros((len(ids), len(sampling.GATES)))  # no per-gate diagnostics (e.g. HyperRNN): blank rows
+  return weight_change_figure(text, wc, path, chars_per_line=chars_per_line,
+                              title="weight change per character (gates i, g, f, o)")
+
+
+def tanh_c_histograms(values: Mapping[str, np.ndarray], path: str, *, bins: int = 100,
+                      formats: tuple[str, ...] = ("png",)) -> list[str]:
+  """Figure 5: one normalised histogram of tanh(c_t) per model (e.g. 'LSTM', 'LN LSTM', ...)."""
+  names = list(values)
+  if not names:
+    raise ValueError("no tanh(c_t) values to plot")
+  cols = min(2, len(names))
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False, sharex=True)
+  edges = np.linspace(-1.0, 1.0, bins + 1)
+  for ax, name in zip(axes.ravel(), names):
+    v = np.asarray(values[name], np.float64).ravel()
+    ax.hist(v, bins=edges, density=True, color="#4c72b0")
+    ax.set_title(name, fontsize=9)
+    ax.set_xlim(-1.0, 1.0)
+    ax.set_xticks([-1.0, -0.5, 0.0, 0.5, 1.0])
+  for ax in axes.ravel()[len(names):]:
+    ax.axis("off")
+  for ax in axes[-1]:
+    ax.set_xlabel(r"$\tanh(c_t)$")
+  fig.tight_layout()
+  return _save(fig, path, formats)
+
+
+def sample_tanh_c(model, params, vocab: list[str], *, length: int = 1000, temperature: float = 1.0,
+                  prime: str = "", seed: int = 0, layer: int | None = None) -> np.ndarray:
+  """tanh(c_t) [length, H] of one layer while the model generates `length` characters."""
+  _, diag = sampling.sample(model, params, vocab, length, temperature, prime, seed)
+  tanh_c = sampling.layer_diagnostics(diag, layer).get("tanh_c")
+  if tanh_c is None:
+    raise ValueError("the model returns no tanh_c diagnostics")
+  return tanh_c[len(prime):]
+
+
+def figure5(models: Mapping[str, tuple], vocab: list[str], path: str, *, length: int = 1000,
+            temperature: float = 1.0, seed: int = 0) -> list[str]:
+  """models: {'LSTM': (model, params), 'LN LSTM': ..., 'HyperLSTM': ..., 'LN HyperLSTM': ...}."""
+  values = {name: sample_tanh_c(m, p, vocab, length=length, temperature=temperature, seed=seed)
+            for name, (m, p) in models.items()}
+  return tanh_c_histograms(values, path)

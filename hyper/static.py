@@ -1,0 +1,337 @@
+"""Static hypernetworks (sec. 3.1): a shared two-layer generator turns per-tile embeddings into conv kernels.
+
+The core is pure-functional: `StaticHypernetwork` is built from the main network's parameter shapes and a
+selection rule; its `init(rng, main_params)` returns the hypernetwork's own parameters and its
+`apply(hyper_params)` returns the main network's complete parameter pytree, which the main network's own
+`apply` takes unchanged. `Hypernetized` wraps that in a flax module with the same init/apply contract as
+any image model (DESIGN.md), keeping the main network's `batch_stats` collection working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+from flax.core import FrozenDict, unfreeze
+
+PyTree = Any
+Path = tuple[str, ...]
+# A selection rule: (path of a leaf in the main params, its shape) -> generate it?
+Rule = Callable[[Path, tuple[int, ...]], bool]
+
+__all__ = [
+    'KernelGenerator',
+    'init_generator',
+    'generate_kernels',
+    'tile_kernels',
+    'StaticHypernetwork',
+    'Hypernetized',
+    'conv_kernel_rule',
+    'count_params',
+]
+
+
+def count_params(tree: PyTree) -> int:
+    """Number of scalars in a pytree of arrays or ShapeDtypeStructs."""
+    return int(sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)))
+
+
+# Standard deviation of a unit normal truncated to [-2, 2].
+_TRUNC_STD = 0.8796256610342398
+
+# ------------------------------------------------------------------------------------------------------
+# Kernel generator, eq. 1-2.
+# ------------------------------------------------------------------------------------------------------
+
+def init_generator(rng: jax.Array, basic_shape: Sequence[int], embedding_size: int,
+                   hidden_size: int | None = None, dtype=jnp.float32) -> dict[str, jax.Array]:
+    """Parameters of the shared generator g(z) for basic kernels of `basic_shape` = (f_h, f_w, N_in, N_out).
+
+    eq. 1: a_i = W_i z + B_i, i = 1..N_in, W_i in R^{d x N_z}  -> stored together as `w_in` [N_z, N_in*d].
+    eq. 2: K_i = <W_out, a_i> + B_out, W_out in R^{f f N_out x d} -> `w_out` [d, N_out*f_h*f_w].
+    Parameter count: N_z*N_in*d + N_in*d + d*N_out*f*f + N_out*f*f (e.g. 75,920 for 16x16x3x3 from N_z=d=64;
+    4,240 for 7x7x16x16 from N_z=d=4).
+
+    Initialisation. The author's reference code draws the weights from a truncated normal and the biases
+    are zero; we scale the truncated normals so that, with unit-variance embeddings, a_i has unit variance
+    and the generated kernel has He variance 2/(f_h f_w N_in) at init (the paper's std 0.01 for every
+    weight would make the kernels ~1e-6, which only the biases would rescue).
+    """
+    f_h, f_w, n_in, n_out = basic_shape
+    d = embedding_size if hidden_size is None else hidden_size
+    k_in, k_out = jax.random.split(rng)
+    kernel_std = math.sqrt(2.0 / (f_h * f_w * n_in))
+    # flax's truncated_normal(stddev) truncates N(0, stddev) at 2 sigma, which leaves std 0.88 * stddev.
+    w_in = nn.initializers.truncated_normal(stddev=1.0 / math.sqrt(embedding_size) / _TRUNC_STD)(
+        k_in, (embedding_size, n_in * d), dtype)
+    w_out = nn.initializers.truncated_normal(stddev=kernel_std / math.sqrt(d) / _TRUNC_STD)(
+        k_out, (d, n_out * f_h * f_w), dtype)
+    return {
+        'w_in': w_in,                                    # [N_z, N_in*d]   (W_i of eq. 1)
+        'b_in': jnp.zeros((n_in * d,), dtype),           # [N_in*d]        (B_i of eq. 1)
+        'w_out': w_out,                                  # [d, N_out*f*f]  (W_out of eq. 2)
+        'b_out': jnp.zeros((n_out * f_h * f_w,), dtype), # [N_out*f*f]     (B_out of eq. 2)
+    }
+
+
+def generate_kernels(generator: Mapping[str, jax.Array], z: jax.Array,
+                     basic_shape: Sequence[int]) -> jax.Array:
+    """Eq. 1-2 for a batch of embeddings: z [..., N_z] -> basic kernels [..., f_h, f_w, N_in, N_out].
+
+    As in the reference code, K_i (one row of N_out*f*f per input channel i) is laid out as
+    (N_out, f_h, f_w) and the kernel is then moved to flax's HWIO layout.
+    """
+    f_h, f_w, n_in, n_out = basic_shape
+    batch = z.shape[:-1]
+    a = z @ generator['w_in'] + generator['b_in']                    # [..., N_in*d]
+    a = a.reshape(*batch, n_in, -1)                                  # [..., N_in, d]
+    k = a @ generator['w_out'] + generator['b_out']                  # [..., N_in, N_out*f*f]
+    k = k.reshape(*batch, n_in, n_out, f_h, f_w)
+    nb = len(batch)
+    return jnp.transpose(k, (*range(nb), nb + 2, nb + 3, nb, nb + 1))  # [..., f_h, f_w, N_in, N_out]
+
+
+def tile_kernels(tiles: jax.Array) -> jax.Array:
+    """Assemble a [T_in, T_out, f_h, f_w, n_in, n_out] grid of basic kernels into one
+    [f_h, f_w, T_in*n_in, T_out*n_out] kernel: tile (i, j) fills input channels i*n_in:(i+1)*n_in and
+    output channels j*n_out:(j+1)*n_out."""
+    t_in, t_out, f_h, f_w, n_in, n_out = tiles.shape
+    return jnp.transpose(tiles, (2, 3, 0, 4, 1, 5)).reshape(f_h, f_w, t_in * n_in, t_out * n_out)
+
+
+class KernelGenerator(nn.Module):
+    """Flax form of the sec. 3.1 generator: z [..., N_z] -> kernels [..., f_h, f_w, N_in, N_out].
+
+    Attributes:
+      basic_shape: (f_h, f_w, N_in, N_out) of one basic kernel (16x16x3x3 is (3, 3, 16, 16)).
+      embedding_size: N_z.
+      hidden_size: d (defaults to N_z, as in the paper).
+    Its params are exactly `init_generator`'s dict, so `generate_kernels` can be applied to them.
+    """
+    basic_shape: tuple[int, int, int, int]
+    embedding_size: int
+    hidden_size: int | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        full = self.param('generator', lambda rng: init_generator(
+            rng, self.basic_shape, self.embedding_size, self.hidden_size))
+        return generate_kernels(full, z, self.basic_shape)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Pure-functional hypernetize.
+# ------------------------------------------------------------------------------------------------------
+
+def conv_kernel_rule(kernel_hw: tuple[int, int] = (3, 3), under: Sequence[str] | None = None,
+                     leaf_name: str = 'kernel') -> Rule:
+    """Selection rule: leaves called `leaf_name` with 4-d shape (*kernel_hw, in, out), optionally only under
+    top-level modules whose names start with one of `under` (e.g. the residual stages of a WRN)."""
+    prefixes = None if under is None else tuple(under)
+
+    def rule(path: Path, shape: tuple[int, ...]) -> bool:
+        if path[-1] != leaf_name or len(shape) != 4 or tuple(shape[:2]) != tuple(kernel_hw):
+            return False
+        return prefixes is None or path[0].startswith(prefixes)
+
+    return rule
+
+
+def _default_leaf_init(rng: jax.Array, path: Path, shape: tuple[int, ...], dtype) -> jax.Array:
+    """Fallback init for ordinary (non-generated) leaves when no main-network init values are given."""
+    if path[-1] == 'scale':
+        return jnp.ones(shape, dtype)
+    if len(shape) < 2:
+        return jnp.zeros(shape, dtype)
+    return nn.initializers.lecun_normal()(rng, shape, dtype)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (param_shapes is a dict)
+class StaticHypernetwork:
+    """A static hypernetwork for any main network, as a pair of pure functions (init, apply).
+
+    Built from the main network's parameter shapes (e.g. `jax.eval_shape(main.init, ...)['params']`) and a
+    selection rule on (path, shape). Every selected leaf [f_h, f_w, A*n_in, B*n_out] is generated as an
+    A x B grid of basic kernels, each from its own embedding z (N_z); one generator is shared by all tiles
+    of all leaves. Other leaves are ordinary learned parameters, passed through.
+
+    hyper_params = {'generator': {w_in, b_in, w_out, b_out},
+                    'embeddings': {<same nesting as main>: [A, B, N_z]},   # one z per tile
+                    'direct': {<main params without the generated leaves>}}   # ordinary leaves
+    `apply(hyper_params)` runs the generator ONCE on all tiles of all leaves (one batched matmul pair) and
+    returns the main network's complete params.
+    """
+    param_shapes: PyTree
+    rule: Rule
+    basic_shape: tuple[int, int, int, int]
+    embedding_size: int
+    hidden_size: int | None = None
+    embedding_std: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, 'basic_shape', tuple(int(s) for s in self.basic_shape))
+        flat = traverse_util.flatten_dict(_to_dict(self.param_shapes))
+        generated, direct = {}, {}
+        f_h, f_w, n_in, n_out = self.basic_shape
+        for path, leaf in flat.items():
+            shape = tuple(leaf.shape)
+            if self.rule(path, shape):
+                if (len(shape) != 4 or shape[:2] != (f_h, f_w) or shape[2] % n_in or shape[3] % n_out):
+                    raise ValueError(f'leaf {"/".join(path)} with shape {shape} was selected but cannot be '
+                                     f'tiled from basic kernels of shape {self.basic_shape}')
+                generated[path] = (shape[2] // n_in, shape[3] // n_out)
+            else:
+                direct[path] = jax.ShapeDtypeStruct(shape, leaf.dtype)
+        object.__setattr__(self, '_generated', generated)  # path -> (tiles_in, tiles_out), in order
+        object.__setattr__(self, '_direct', direct)         # path -> ShapeDtypeStruct
+        object.__setattr__(self, '_dtype', next(iter(flat.values())).dtype if flat else jnp.float32)
+
+    # -- introspection ------------------------------------------------------------------------------
+    @property
+    def generated_paths(self) -> list[Path]:
+        """Paths of the generated leaves (in flatten order)."""
+        return list(self._generated)
+
+    @property
+    def num_tiles(self) -> int:
+        return sum(a * b for a, b in self._generated.values())
+
+    def tile_grid(self, path: Path) -> tuple[int, int]:
+        return self._generated[tuple(path)]
+
+    # -- pure functions -----------------------------------------------------------------------------
+    def init(self, rng: jax.Array, main_params: PyTree | None = None) -> dict[str, PyTree]:
+        """Hyper params. Ordinary leaves are copied from `main_params` (the main network's own init) when
+        given, else get a default init (ones for 'scale', zeros for vectors, lecun normal otherwise)."""
+        k_gen, k_emb, k_dir = jax.random.split(rng, 3)
+        generator = init_generator(k_gen, self.basic_shape, self.embedding_size, self.hidden_size,
+                                   self._dtype)
+        embeddings = {}
+        emb_keys = jax.random.split(k_emb, max(len(self._generated), 1))
+        for key, (path, (a, b)) in zip(emb_keys, self._generated.items()):
+            embeddings[path] = self.embedding_std * jax.random.truncated_normal(
+                key, -2.0, 2.0, (a, b, self.embedding_size), self._dtype) / _TRUNC_STD
+        if main_params is not None:
+            flat_main = traverse_util.flatten_dict(_to_dict(main_params))
+            direct = {path: flat_main[path] for path in self._direct}
+        else:
+            dir_keys = jax.random.split(k_dir, max(len(self._direct), 1))
+            direct = {path: _default_leaf_init(k, path, s.shape, s.dtype)
+                      for k, (path, s) in zip(dir_keys, self._direct.items())}
+        return {'generator': generator,
+                'embeddings': traverse_util.unflatten_dict(embeddings),
+                'direct': traverse_util.unflatten_dict(direct)}
+
+    def generate(self, hyper_params: Mapping[str, PyTree]) -> dict[Path, jax.Array]:
+        """The generated leaves only: path -> kernel. One generator call for all tiles."""
+        if not self._generated:
+            return {}
+        flat_emb = traverse_util.flatten_dict(_to_dict(hyper_params['embeddings']))
+        zs = [flat_emb[path].reshape(-1, self.embedding_size) for path in self._generated]
+        kernels = generate_kernels(hyper_params['generator'], jnp.concatenate(zs, axis=0),
+                                   self.basic_shape)                      # [T, f_h, f_w, n_in, n_out]
+        out, start = {}, 0
+        for path, (a, b) in self._generated.items():
+            tiles = kernels[start:start + a * b].reshape(a, b, *kernels.shape[1:])
+            out[path] = tile_kernels(tiles)
+            start += a * b
+        return out
+
+    def apply(self, hyper_params: Mapping[str, PyTree]) -> dict[str, PyTree]:
+        """The main network's complete params (generated + ordinary leaves), same nesting as main.init."""
+        flat = dict(traverse_util.flatten_dict(_to_dict(hyper_params['direct'])))
+        flat.update(self.generate(hyper_params))
+        # Restore the main network's leaf order.
+        order = list(traverse_util.flatten_dict(_to_dict(self.param_shapes)))
+        return traverse_util.unflatten_dict({path: flat[path] for path in order})
+
+    __call__ = apply
+
+
+def _to_dict(tree: PyTree) -> dict:
+    """Flax FrozenDict -> dict (flatten_dict accepts both, but plain dicts keep tree structures equal)."""
+    return unfreeze(tree) if isinstance(tree, FrozenDict) else tree
+
+
+# ------------------------------------------------------------------------------------------------------
+# Flax wrapper with the trainer-facing contract.
+# ------------------------------------------------------------------------------------------------------
+
+class Hypernetized(nn.Module):
+    """Any flax main network with some of its kernels generated by a static hypernetwork.
+
+    `main` must take `(x, train=...)`. Variables:
+      {'params': {'generator': ..., 'embeddings': ..., 'direct': <ordinary main leaves>},
+       'batch_stats': {'main_stats': <the main network's batch_stats>}}   (if the main network has any)
+    `model.init({'params': rng}, x, train=False)` and
+    `model.apply(variables, x, train=True, mutable=['batch_stats'])` behave as for the main network; the
+    generator runs once per call (per step), not per example. A 'dropout' rng, if given, is forwarded.
+
+    Attributes:
+      main: the main network (an unbound flax module).
+      rule: which leaves of main's params to generate, a predicate on (path, shape).
+      basic_shape: (f_h, f_w, N_in, N_out) of a basic kernel.
+      embedding_size: N_z.  hidden_size: d (default N_z).
+    """
+    main: nn.Module
+    rule: Rule
+    basic_shape: tuple[int, int, int, int]
+    embedding_size: int
+    hidden_size: int | None = None
+
+    def hypernetwork(self, x_shape: Sequence[int], x_dtype=jnp.float32) -> StaticHypernetwork:
+        """The pure-functional hypernetwork for inputs of this shape (shapes only, nothing is run)."""
+        return self._hypernetwork_and_shapes(x_shape, x_dtype)[0]
+
+    def _hypernetwork_and_shapes(self, x_shape, x_dtype):
+        main = self._unbound_main()
+        shapes = jax.eval_shape(lambda x: main.init({'params': jax.random.key(0)}, x, train=False),
+                                jax.ShapeDtypeStruct(tuple(x_shape), x_dtype))
+        hn = StaticHypernetwork(shapes['params'], self.rule, self.basic_shape, self.embedding_size,
+                                self.hidden_size)
+        return hn, shapes
+
+    def _unbound_main(self) -> nn.Module:
+        return self.main.clone(parent=None, _deep_clone=True)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        main = self._unbound_main()
+        hn, shapes = self._hypernetwork_and_shapes(x.shape, x.dtype)
+        cache = {}  # init only: the main network's own init and the hyper params, computed once
+
+        def main_init(rng):
+            if 'main' not in cache:
+                cache['main'] = _to_dict(main.init({'params': rng}, x, train=False))
+            return cache['main']
+
+        def init_part(rng, name):
+            if 'hyper' not in cache:
+                k_main, k_hyper = jax.random.split(rng)
+                cache['hyper'] = hn.init(k_hyper, main_init(k_main)['params'])
+            return cache['hyper'][name]
+
+        # One param per part so the tree reads {'generator', 'embeddings', 'direct'}.
+        hyper_params = {name: self.param(name, init_part, name)
+                        for name in ('generator', 'embeddings', 'direct')}
+        params = hn.apply(hyper_params)       # the generator runs here, once per call
+        params = jax.lax.optimization_barrier(params)
+
+        rngs = {'dropout': self.make_rng('dropout')} if (train and self.has_rng('dropout')) else {}
+        if not shapes.get('batch_stats'):
+            return main.apply({'params': params}, x, train=train, rngs=rngs)
+        stats = self.variable('batch_stats', 'main_stats',
+                              lambda: main_init(self.make_rng('params'))['batch_stats'])
+        if train:
+            y, updates = main.apply({'params': params, 'batch_stats': stats.value}, x, train=True,
+                                    rngs=rngs, mutable=['batch_stats'])
+            if not self.is_initializing():
+                stats.value = updates['batch_stats']
+            return y
+        return main.apply({'params': params, 'batch_stats': stats.value}, x, train=False, rngs=rngs)

@@ -1,0 +1,81 @@
+"""Sharded and multi-process training give the same losses and parameters as one device.
+
+Three runs of the same 12-step tiny config start together: 8 fake CPU devices on a ('data', 'model') =
+(4, 2) mesh (big kernels split along 'model'), two processes joined by jax.distributed on localhost (one
+CPU device each, gloo collectives, each reading its own half of every batch), and -- in this process --
+one device.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import trainer_testlib as T
+from experiments import metrics as metrics_lib
+from experiments import trainer
+
+# SGD rather than Adam: Adam's m / sqrt(v) turns float reassociation noise in near-zero gradients into
+# O(learning rate) parameter differences, which would hide real sharding bugs behind a loose tolerance.
+OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm', 'train.optimizer': 'nesterov',
+             'train.learning_rate': 0.5}
+
+
+def _train_losses(workdir):
+  return {r['step']: r['train/loss'] for r in metrics_lib.read_metrics(workdir) if 'train/loss' in r}
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  base = tmp_path_factory.mktemp('distributed')
+  dirs = {name: str(base / name) for name in ('one', 'mesh8', 'two_processes')}
+  children = [T.run_launch(
+      [*T.launch_args(overrides=OVERRIDES), '--config.mesh.shape=(4,2)', '--config.mesh.shard_min_size=256',
+       f'--workdir={dirs["mesh8"]}'],
+      env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}, background=True)]
+  port = T.free_port()
+  for pid in range(2):
+    children.append(T.run_launch(
+        [*T.launch_args(overrides=OVERRIDES), f'--workdir={dirs["two_processes"]}', '--multihost',
+         f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={pid}'],
+        env={'XLA_FLAGS': ''}, background=True))
+  one = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), dirs['one'])
+  outputs = []
+  for child in children:
+    try:
+      out, err = child.communicate(timeout=400)
+    except Exception:
+      child.kill()
+      raise
+    outputs.append((child.returncode, out, err))
+  return dirs, one, outputs
+
+
+def _check(runs, name, child_indices):
+  dirs, one, outputs = runs
+  for i in child_indices:
+    code, out, err = outputs[i]
+    assert code == 0, f'{name} child {i} failed:\n{err[-3000:]}'
+  config = T.get_config(overrides=OVERRIDES)
+  params, step = T.restored_params(config, dirs[name], 'latest')
+  assert step == 12
+  T.assert_trees_equal(params, jax.device_get(one['state']['params']), exact=False, rtol=1e-4, atol=1e-5)
+  reference, other = _train_losses(dirs['one']), _train_losses(dirs[name])
+  assert sorted(other) == sorted(reference) == list(range(2, 13, 2))
+  np.testing.assert_allclose([other[s] for s in sorted(other)], [reference[s] for s in sorted(reference)],
+                             rtol=1e-5)
+  return outputs
+
+
+def test_eight_devices_on_a_data_model_mesh_match_one_device(runs):
+  outputs = _check(runs, 'mesh8', [0])
+  assert "mesh {'data': 4, 'model': 2}" in outputs[0][1]
+  assert '8 devices' in outputs[0][1]
+
+
+def test_two_processes_with_jax_distributed_match_one_process(runs):
+  outputs = _check(runs, 'two_processes', [1, 2])
+  assert 'process 0/2' in outputs[1][1]
+  # Only process 0 prints results and writes metrics.
+  assert 'valid_bpc:' in outputs[1][1] and 'valid_bpc:' not in outputs[2][1]

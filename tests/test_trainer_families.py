@@ -1,0 +1,21 @@
+"""Every family's tiny variant trains a few steps through the one train loop and its loss falls."""
+
+import numpy as np
+import pytest
+
+import trainer_testlib as T
+from experiments import trainer
+
+
+@pytest.mark.parametrize('config_arg', ['configs/ptb_char.py:tiny', 'configs/enwik8.py:tiny',
+                                        'configs/mnist.py:tiny', 'configs/cifar10.py:tiny'])
+def test_tiny_variant_of_every_family_learns(config_arg, tmp_path):
+  config = T.get_config(config_arg, {'train.num_steps': 16, 'eval.every_steps': 16,
+                                     'checkpoint.every_steps': 16, 'log.every_steps': 4,
+                                     'eval.max_batches': 1, 'sample.length': 0})
+  out = trainer.train_and_evaluate(config, str(tmp_path))
+  losses = [loss for _, loss in out['train_losses']]
+  assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.05, losses
+  assert out['traces'] == 1
+  metric = 'bpc' if config.task == 'char_lm' else 'error_rate'
+  assert np.isfinite(out['results']['test'][metric])

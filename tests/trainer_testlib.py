@@ -1,0 +1,106 @@
+"""Shared by the trainer tests: the tiny reference run, launch.py subprocesses, file helpers."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+# The tiny PTB-family config (synthetic corpus) of the trainer tests: 12 steps, checkpoints at 4/8/12.
+CHAR_CONFIG = 'configs/ptb_char.py:tiny'
+CHAR_OVERRIDES = {
+    'train.num_steps': 12,
+    'log.every_steps': 2,
+    'eval.every_steps': 6,
+    'eval.max_batches': 2,
+    'checkpoint.every_steps': 4,
+    'sample.length': 0,
+}
+
+
+def get_config(config_arg: str = CHAR_CONFIG, overrides: dict | None = None, **more):
+  path, _, variant = config_arg.partition(':')
+  module = importlib.import_module('configs.' + os.path.splitext(os.path.basename(path))[0])
+  config = module.get_config(variant or None)
+  for key, value in {**(overrides or {}), **more}.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def launch_args(config_arg: str = CHAR_CONFIG, overrides: dict | None = None, **more) -> list[str]:
+  args = [f'--config={config_arg}']
+  for key, value in {**(overrides or {}), **more}.items():
+    args.append(f'--config.{key}={value}')
+  return args
+
+
+def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False):
+  """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True)."""
+  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
+  cmd = [sys.executable, os.path.join(ROOT, 'launch.py'), *args]
+  if background:
+    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+  return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr: str) -> list[str]:
+  """stderr lines other than absl/XLA log noise."""
+  noise = ('WARNING:', 'I0', 'W0', 'I1', 'W1', 'E0', 'E1')
+  return [l for l in stderr.splitlines() if l.strip() and not l.startswith(noise)]
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def tree_snapshot(directory: str) -> dict[str, str]:
+  """path -> sha256 of every file under `directory` (to show a workdir was left unchanged)."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(directory, '**'), recursive=True)):
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def truncate_largest_file(step_dir: str) -> str:
+  files = [p for p in glob.glob(os.path.join(step_dir, 'state', '**'), recursive=True) if os.path.isfile(p)]
+  path = max(files, key=os.path.getsize)
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+  return path
+
+
+def restored_params(config, workdir: str, checkpoint: str = 'latest'):
+  from experiments import trainer  # pylint: disable=g-import-not-at-top
+  _, state = trainer.restore_params(config, workdir, checkpoint)
+  return jax.device_get(state['params']), int(state['step'])
+
+
+def assert_trees_equal(a, b, exact: bool = True, rtol: float = 1e-5, atol: float = 1e-6):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(la, lb):
+    x, y = np.asarray(x), np.asarray(y)
+    if exact:
+      np.testing.assert_array_equal(x, y)
+    else:
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
