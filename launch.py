@@ -116,7 +116,10 @@ def main(argv: list[str]) -> None:
 
   if _MULTIHOST.value:
     # Cross-process collectives for CPU devices (local multi-process runs and tests); TPU/GPU ignore it.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    try:
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    except (AttributeError, ValueError):  # Option renamed or gone in another jax version.
+      pass
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   from experiments import trainer  # pylint: disable=g-import-not-at-top

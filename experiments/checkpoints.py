@@ -58,6 +58,9 @@ class CheckpointStore:
   def __init__(self, directory: str, keep: int, async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self.read_only = read_only
+    # Several processes: synchronous saves. Two async managers (latest and best) saving at the same
+    # step interleave orbax's cross-process commit barriers, which then time out (seen with 2 processes).
+    async_save = async_save and jax.process_count() == 1
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp.checkpoint_managers.LatestN(keep),
         create=not read_only,
@@ -75,6 +78,11 @@ class CheckpointStore:
     meta = dict(meta or {}, step=int(step), sha256=checksum(state), saved_at=time.time())
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     meta=ocp.args.JsonSave(meta)), force=True)
+
+  def delete_after(self, step: int) -> None:
+    """Deletes steps newer than `step` (left by a run that died; the resumed run re-creates them)."""
+    for newer in [s for s in self.steps() if s > step]:
+      self.manager.delete(newer)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

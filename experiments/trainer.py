@@ -37,6 +37,10 @@ from experiments import tasks as tasks_lib
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
+# optax.tree.norm where it exists (newer optax deprecates optax.global_norm), else the old name.
+_global_norm = getattr(getattr(optax, 'tree', None), 'norm', None) or optax.global_norm
+
+
 class TrainingDiverged(RuntimeError):
   """The loss became NaN or Inf; the message names the step and the last good checkpoint."""
 
@@ -163,7 +167,7 @@ def train_step(state: dict, batch: dict, *, task, tx, nan_at_step: int = -1) -> 
   if nan_at_step >= 0:  # Test hook for the NaN guard.
     loss = jnp.where(step == nan_at_step, jnp.nan, loss)
     metrics = dict(metrics, loss=loss)
-  grad_norm = optax.tree.norm(grads)
+  grad_norm = _global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state['nonfinite_step'] < 0)
   updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
   params = optax.apply_updates(state['params'], updates)
@@ -323,6 +327,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   bad_evals = meta.get('bad_evals', 0)
   writer = metrics_lib.MetricWriter(workdir)
   start = int(jax.device_get(state['step']))
+  # A best checkpoint newer than the resumed step belongs to the run that died; this run will
+  # re-create it (bitwise) if it is still the best, and orbax never overwrites an existing step.
+  best_store.delete_after(start)
   meter = metrics_lib.RateMeter(start, num_steps, task.units_per_step, task.unit)
   pending: list[dict] = []  # Device metrics since the last log line (fetched once per log).
   train_losses: list[tuple[int, float]] = []
@@ -335,6 +342,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       store.wait()
       raise _diverged(nonfinite, store)
 
+  if 0 < config.eval.patience <= bad_evals:  # This run already stopped early; go to the report.
+    num_steps = start
   for step in range(start, num_steps):
     state, step_metrics = runner.train_step(state, global_batch(task.train_batch(step), runner.mesh))
     pending.append(step_metrics)

@@ -58,6 +58,18 @@ def per_gate_orthogonal(num_gates: int = NUM_GATES, scale: float = 1.0):
     return init
 
 
+def _concat_init(first, first_columns: int, rest):
+    """Init a [fan_in, n] matrix as columns [:first_columns] from `first`, the others from `rest`."""
+
+    def init(key, shape, dtype=jnp.float32):
+        k1, k2 = jax.random.split(key)
+        a = first(k1, shape[:-1] + (first_columns,), dtype)
+        b = rest(k2, shape[:-1] + (shape[-1] - first_columns,), dtype)
+        return jnp.concatenate([a, b], axis=-1)
+
+    return init
+
+
 def _orthogonal_stack(scale: float):
     """[n, fan_in, units]: n independent orthogonal matrices times `scale` (HyperRNN 'full' weights)."""
     ortho = nn.initializers.orthogonal(1.0)
@@ -75,8 +87,9 @@ def _orthogonal_stack(scale: float):
 
 def layer_norm(x: Array, scale: Array, bias: Array, epsilon: float = LN_EPSILON) -> Array:
     """Layer norm over the last axis, as the reference code: (x - mean) / sqrt(var + eps) * scale + bias."""
+    # One pass over x for both moments (E[x^2] - mean^2; fine in float32 at these scales with eps 1e-3).
     mean = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(x), axis=-1, keepdims=True) - jnp.square(mean), 0.0)
     return (x - mean) * jax.lax.rsqrt(var + epsilon) * scale + bias
 
 
@@ -145,11 +158,9 @@ def _embed_to_units_fwd(z, w):
 def _embed_to_units_bwd(res, g):
     z, w = res
     dz = jnp.sum(g[..., None, :] * w, axis=-1)
-    lead = z.shape[:-3]
     zf = z.reshape((-1,) + z.shape[-3:])
     gf = g.reshape((-1,) + g.shape[-3:])
     dw = jnp.einsum("bkgn,bkgh->kgnh", zf, gf)
-    del lead
     return dz.astype(z.dtype), dw.astype(w.dtype)
 
 
@@ -303,9 +314,10 @@ class HyperLSTMCell(_CellBase):
     the paper's text).
 
     Initialisation (A.2.3 / reference code): W_x, W_h and the hyper LSTM's weights orthogonal per gate
-    block (each input source — x, h, ĥ — its own block); b_0 = 0; W_ĥh, W_ĥx = 0 with biases 1;
-    W_ĥb ~ N(0, 0.01²), no bias (as the reference `zb`); W_hz, W_xz = 0.1 / N_z (so d = 0.1 at init);
-    W_bz = 0 (generated bias 0 at init). Note that with this init the N_z coordinates of z_h (and z_x) are
+    block (each input source — x, h, ĥ — its own block); parameter `recurrent_kernel` holds W_h in its
+    first 4*units columns and the h_{t-1} rows of the hyper LSTM's input weights in the rest; b_0 = 0;
+    W_ĥh, W_ĥx = 0 with biases 1; W_ĥb ~ N(0, 0.01²), no bias (as the reference `zb`);
+    W_hz, W_xz = 0.1 / N_z (so d = 0.1 at init); W_bz = 0 (generated bias 0 at init). Note that with this init the N_z coordinates of z_h (and z_x) are
     exchangeable and stay equal under gradient descent (only z_b is randomly initialised), as in the
     reference code.
 
@@ -348,11 +360,14 @@ class HyperLSTMCell(_CellBase):
         ortho = per_gate_orthogonal()
         # Main LSTM.
         self.input_proj = InputProjection(NUM_GATES * h, self.vocab_size, ortho, self.dtype, pd)
-        self.recurrent_kernel = self.param("recurrent_kernel", ortho, (h, NUM_GATES * h), pd)
+        # Everything multiplying h_{t-1}, in one matrix so that one matmul (and, in the backward pass, one
+        # gradient accumulation) serves both: columns [:4 units] are W_h (gates i, j, f, o), columns
+        # [4 units:] the h_{t-1} rows of the hyper LSTM's input weights W_x̂ (x̂ = [x; h_{t-1}]).
+        self.recurrent_kernel = self.param("recurrent_kernel", _concat_init(ortho, NUM_GATES * h, ortho),
+                                           (h, NUM_GATES * (h + hh)), pd)
         self.bias = self.param("bias", nn.initializers.zeros, (NUM_GATES * h,), pd)  # b_0
-        # Hyper LSTM on [x; h_{t-1}]: W_x̂ split into its x rows (precomputable) and its h rows.
+        # The x_t rows of W_x̂ (precomputable outside the time loop).
         self.hyper_input_proj = InputProjection(NUM_GATES * hh, self.vocab_size, ortho, self.dtype, pd)
-        self.hyper_main_kernel = self.param("hyper_main_kernel", ortho, (h, NUM_GATES * hh), pd)
         self.hyper_recurrent_kernel = self.param("hyper_recurrent_kernel", ortho, (hh, NUM_GATES * hh), pd)
         if self.layer_norm:
             ones, zeros = nn.initializers.ones, nn.initializers.zeros
@@ -394,7 +409,9 @@ class HyperLSTMCell(_CellBase):
         """ĥ -> (d_h, d_x, generated bias), each [B, 4, units]."""
         z = jnp.stack(self._embeddings(hyper_out), axis=-3)  # [B, 3, 4, N_z]
         w = _up(jnp.stack([self.scale_h, self.scale_x, self.bias_z]))  # [3, 4, N_z, units]
-        d = _embed_to_units(z, w)  # [B, 3, 4, units]
+        # The barrier keeps XLA from fusing (and so recomputing) this reduction into each of its consumers
+        # (the layer-norm moments and the normalisation).
+        d = jax.lax.optimization_barrier(_embed_to_units(z, w))  # [B, 3, 4, units]
         return d[..., 0, :, :], d[..., 1, :, :], d[..., 2, :, :]
 
     def generated(self, carry, projected, deterministic: Optional[bool] = None) -> dict[str, Array]:
@@ -405,8 +422,7 @@ class HyperLSTMCell(_CellBase):
 
     def _recurrent_h(self, h: Array) -> tuple[Array, Array]:
         """(W_h h [B, 4 units], h-rows of the hyper input projection [B, 4 hyper units]) in one matmul."""
-        kernel = jnp.concatenate([self.recurrent_kernel, self.hyper_main_kernel], axis=-1)  # loop-invariant
-        both = _dot(h, kernel, self.dtype)
+        both = _dot(h, self.recurrent_kernel, self.dtype)
         n = NUM_GATES * self.features
         return both[..., :n], both[..., n:]
 
@@ -453,7 +469,8 @@ class HyperLSTMCell(_CellBase):
             d_h_old, d_x_old, _ = self._scales(_up(hh))
             x_kernel = self.input_proj.variables["params"]["kernel"]
             diag = {
-                "weight_change": _scaled_weight_change(d_h_new - d_h_old, self.recurrent_kernel, NUM_GATES),
+                "weight_change": _scaled_weight_change(
+                    d_h_new - d_h_old, self.recurrent_kernel[:, :NUM_GATES * units], NUM_GATES),
                 "weight_change_x": _scaled_weight_change(d_x_new - d_x_old, x_kernel, NUM_GATES),
                 "tanh_c": tanh_c,
             }

@@ -43,6 +43,7 @@ class CharLM(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     unroll: int = 1
+    remat: Optional[str] = None  # see RecurrentStack
 
     @nn.nowrap
     def _stack(self, **kwargs) -> RecurrentStack:
@@ -51,7 +52,7 @@ class CharLM(nn.Module):
             hyper_features=self.hyper_features, embedding_size=self.embedding_size,
             recurrent_dropout=self.recurrent_dropout, input_dropout=self.input_dropout,
             hyper_output=self.hyper_output, vocab_size=self.vocab_size, dtype=self.dtype,
-            param_dtype=self.param_dtype, unroll=self.unroll, **kwargs)
+            param_dtype=self.param_dtype, unroll=self.unroll, remat=self.remat, **kwargs)
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int):

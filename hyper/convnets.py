@@ -7,8 +7,6 @@ All models follow DESIGN.md's image-model contract: `model.init({'params': rng},
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -70,10 +68,11 @@ class MNISTConvNet(nn.Module):
 
 def mnist_hyper_rule() -> Rule:
     """Generate only the second conv kernel of the MNIST net (sec. 4.1)."""
-    base = conv_kernel_rule((7, 7), under=('conv2',))
-    return base
+    return conv_kernel_rule((7, 7), under=('conv2',))
 
 
+# The hyper variants are factories (CamelCase like the modules they return): each returns a `Hypernetized`
+# flax module wrapping the plain network, so the trainer builds and drives both kinds the same way.
 def HyperMNISTConvNet(num_classes: int = 10, embedding_size: int = MNIST_EMBEDDING_SIZE,
                       hidden_size: int | None = None) -> Hypernetized:
     """MNIST convnet whose 7x7x16x16 second kernel comes from a static hypernetwork with N_z = d = 4."""

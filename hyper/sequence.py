@@ -72,6 +72,8 @@ class RecurrentStack(nn.Module):
       dtype, param_dtype: computation dtype of the matmuls (e.g. jnp.bfloat16 on GPU/TPU; the gate
         arithmetic and the carry stay float32) and parameter dtype.
       unroll: `scan` unroll factor.
+      remat: rematerialise the step in the backward pass: None (save every residual), 'dots' (save only
+        matmul results, recompute the elementwise work: less memory traffic) or 'full'.
     """
 
     cell: str = "ln_hyperlstm"
@@ -87,6 +89,7 @@ class RecurrentStack(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     unroll: int = 1
+    remat: Optional[str] = None
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int):
@@ -131,8 +134,12 @@ class RecurrentStack(nn.Module):
             valid = jnp.arange(steps)[:, None] < jnp.asarray(lengths)[None, :]  # [T, B]
         reset_tm = None if reset is None else jnp.swapaxes(jnp.asarray(reset, bool), 0, 1)
 
+        body = functools.partial(_scan_body, deterministic=deterministic, diagnostics=return_diagnostics)
+        if self.remat is not None:
+            policies = {"dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable, "full": None}
+            body = nn.remat(body, policy=policies[self.remat], prevent_cse=False)
         scan = nn.scan(
-            functools.partial(_scan_body, deterministic=deterministic, diagnostics=return_diagnostics),
+            body,
             variable_broadcast="params",
             split_rngs={"params": False, "dropout": True},
             in_axes=0, out_axes=0, unroll=self.unroll)

@@ -33,6 +33,7 @@ __all__ = [
     'StaticHypernetwork',
     'Hypernetized',
     'conv_kernel_rule',
+    'ConvKernelRule',
     'count_params',
 ]
 
@@ -129,18 +130,25 @@ class KernelGenerator(nn.Module):
 # Pure-functional hypernetize.
 # ------------------------------------------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class ConvKernelRule:
+    """Selection rule: leaves called `leaf_name` with 4-d shape (*kernel_hw, in, out), optionally only under
+    top-level modules whose names start with one of `under`. A frozen dataclass, so two equal rules (and the
+    flax modules holding them) compare and hash equal, e.g. as static arguments of jax.jit."""
+    kernel_hw: tuple[int, int] = (3, 3)
+    under: tuple[str, ...] | None = None
+    leaf_name: str = 'kernel'
+
+    def __call__(self, path: Path, shape: tuple[int, ...]) -> bool:
+        if path[-1] != self.leaf_name or len(shape) != 4 or tuple(shape[:2]) != tuple(self.kernel_hw):
+            return False
+        return self.under is None or path[0].startswith(self.under)
+
+
 def conv_kernel_rule(kernel_hw: tuple[int, int] = (3, 3), under: Sequence[str] | None = None,
                      leaf_name: str = 'kernel') -> Rule:
-    """Selection rule: leaves called `leaf_name` with 4-d shape (*kernel_hw, in, out), optionally only under
-    top-level modules whose names start with one of `under` (e.g. the residual stages of a WRN)."""
-    prefixes = None if under is None else tuple(under)
-
-    def rule(path: Path, shape: tuple[int, ...]) -> bool:
-        if path[-1] != leaf_name or len(shape) != 4 or tuple(shape[:2]) != tuple(kernel_hw):
-            return False
-        return prefixes is None or path[0].startswith(prefixes)
-
-    return rule
+    """A `ConvKernelRule`, e.g. `conv_kernel_rule((3, 3), under=('stage2', 'stage3', 'stage4'))`."""
+    return ConvKernelRule(tuple(kernel_hw), None if under is None else tuple(under), leaf_name)
 
 
 def _default_leaf_init(rng: jax.Array, path: Path, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -236,12 +244,11 @@ class StaticHypernetwork:
         zs = [flat_emb[path].reshape(-1, self.embedding_size) for path in self._generated]
         kernels = generate_kernels(hyper_params['generator'], jnp.concatenate(zs, axis=0),
                                    self.basic_shape)                      # [T, f_h, f_w, n_in, n_out]
-        out, start = {}, 0
-        for path, (a, b) in self._generated.items():
-            tiles = kernels[start:start + a * b].reshape(a, b, *kernels.shape[1:])
-            out[path] = tile_kernels(tiles)
-            start += a * b
-        return out
+        sizes = [a * b for a, b in self._generated.values()]
+        # split (whose transpose is one concatenate), not slices (whose transposes are pads to full size).
+        chunks = jnp.split(kernels, list(np.cumsum(sizes)[:-1]), axis=0)
+        return {path: tile_kernels(chunk.reshape(a, b, *kernels.shape[1:]))
+                for chunk, (path, (a, b)) in zip(chunks, self._generated.items())}
 
     def apply(self, hyper_params: Mapping[str, PyTree]) -> dict[str, PyTree]:
         """The main network's complete params (generated + ordinary leaves), same nesting as main.init."""
@@ -321,7 +328,6 @@ class Hypernetized(nn.Module):
         hyper_params = {name: self.param(name, init_part, name)
                         for name in ('generator', 'embeddings', 'direct')}
         params = hn.apply(hyper_params)       # the generator runs here, once per call
-        params = jax.lax.optimization_barrier(params)
 
         rngs = {'dropout': self.make_rng('dropout')} if (train and self.has_rng('dropout')) else {}
         if not shapes.get('batch_stats'):

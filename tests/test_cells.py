@@ -51,7 +51,7 @@ def np_hyperlstm(p, x, carry, layer_norm, hyper_output):
     n = h.shape[-1]
     # Hyper LSTM on x̂ = [x; h_{t-1}].
     x_hat = np.concatenate([x, h], axis=-1)
-    w_xhat = np.concatenate([p["hyper_input_proj"]["kernel"], p["hyper_main_kernel"]], axis=0)
+    w_xhat = np.concatenate([p["hyper_input_proj"]["kernel"], p["recurrent_kernel"][:, 4 * n:]], axis=0)
     new_hc, new_hh = np_lstm(x_hat, hc, hh, w_xhat, p["hyper_recurrent_kernel"],
                              None if layer_norm else p["hyper_bias"],
                              ln_params(p, "hyper_") if layer_norm else None)
@@ -194,9 +194,12 @@ def test_init_generates_scale_point_one_and_zero_bias():
     # The other A.2.3 facts: W_ĥb ~ N(0, 0.01), orthogonal gate blocks, b_0 = 0.
     assert 0.003 < float(np.std(params["z_b_kernel"])) < 0.03
     w = np.asarray(params["recurrent_kernel"])
-    for g in range(4):
-        block = w[:, g * H:(g + 1) * H]
-        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-5)
+    assert w.shape == (H, 4 * (H + HH))  # [W_h | h-rows of the hyper LSTM's input weights]
+    for g in range(8):  # 4 gate blocks of W_h, then 4 of the hyper part
+        n = H if g < 4 else HH
+        start = g * H if g < 4 else 4 * H + (g - 4) * HH
+        block = w[:, start:start + n]
+        np.testing.assert_allclose(block.T @ block, np.eye(n), atol=1e-5)
     assert np.abs(w[:, :H].T @ w[:, H:2 * H]).max() > 1e-3  # blocks independent, not one [H, 4H] matrix
     np.testing.assert_array_equal(params["bias"], 0.0)
 
@@ -261,6 +264,9 @@ def test_jit_vmap_and_no_recompile():
     single = jax.vmap(lambda c, x: cell.apply({"params": params}, jax.tree.map(lambda a: a[None], c),
                                               x[None])[1][0])
     np.testing.assert_allclose(single(carry, x2), cell.apply({"params": params}, carry, x2)[1], atol=1e-6)
+    # A user's own jax.lax.scan over cell.apply equals the two jitted steps above.
+    _, ys = jax.lax.scan(lambda c, x: cell.apply({"params": params}, c, x), carry, jnp.stack([x1, x2]))
+    np.testing.assert_allclose(ys[1], y2, rtol=1e-5, atol=1e-6)
     g = jax.grad(lambda p: jnp.sum(step(p, carry, x1)[1]))(params)
     assert float(jnp.abs(g["z_x_kernel"]).sum()) > 0  # (z_h gets none: h_0 = 0)
 

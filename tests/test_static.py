@@ -89,6 +89,9 @@ def test_rule_and_tile_grid():
     assert hn.num_tiles == 7
     only_big = StaticHypernetwork(SHAPES, conv_kernel_rule((3, 3), under=('big',)), BASIC, N_Z)
     assert only_big.generated_paths == [('big', 'kernel')]
+    # Rules are values: equal rules compare/hash equal (models holding them can be jit static args).
+    assert conv_kernel_rule((3, 3), ['big']) == conv_kernel_rule((3, 3), ('big',))
+    assert hash(conv_kernel_rule()) == hash(conv_kernel_rule())
     with pytest.raises(ValueError, match='cannot be tiled'):
         StaticHypernetwork(SHAPES, conv_kernel_rule((3, 3)), (3, 3, 4, 4), N_Z)
 

@@ -50,12 +50,15 @@ def test_uninterrupted_run_traces_once_learns_and_fills_the_workdir(reference):
 def test_sigkill_then_resume_ends_bitwise_equal_and_corrupt_latest_falls_back(reference, tmp_path, capsys):
   ref_dir, ref = reference
   workdir = str(tmp_path / 'killed')
-  # The child SIGKILLs itself right after step 6 (its async save of step 4 done, nothing at 6).
+  # The child SIGKILLs itself right after step 6: periodic checkpoint 4 is saved, and so (synchronous
+  # saves here, to make it certain) is the best checkpoint of the step-6 evaluation, which the resumed
+  # run must replace rather than trip over.
   killed = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}',
-                         '--config.debug.kill_at_step=6'])
+                         '--config.debug.kill_at_step=6', '--config.checkpoint.async_save=False'])
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   store = ckpt_lib.CheckpointStore(os.path.join(workdir, 'checkpoints'), keep=3)
   assert store.steps() == [4]
+  assert ckpt_lib.CheckpointStore(os.path.join(workdir, 'checkpoints', 'best'), keep=1).steps() == [6]
 
   resumed = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), workdir)
   assert 'resuming from step 4' in capsys.readouterr().out

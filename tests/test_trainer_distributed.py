@@ -49,6 +49,8 @@ def runs(tmp_path_factory):
       child.kill()
       raise
     outputs.append((child.returncode, out, err))
+    with open(base / f'child_{len(outputs) - 1}.log', 'w') as f:  # Kept for post-mortems.
+      f.write(f'returncode {child.returncode}\n--- stdout\n{out}\n--- stderr\n{err}')
   return dirs, one, outputs
 
 
@@ -56,7 +58,7 @@ def _check(runs, name, child_indices):
   dirs, one, outputs = runs
   for i in child_indices:
     code, out, err = outputs[i]
-    assert code == 0, f'{name} child {i} failed:\n{err[-3000:]}'
+    assert code == 0, f'{name} child {i} failed (rc {code}):\n{out[-1500:]}\n{err[-3000:]}'
   config = T.get_config(overrides=OVERRIDES)
   params, step = T.restored_params(config, dirs[name], 'latest')
   assert step == 12
