@@ -14,6 +14,7 @@ import os
 import sys
 
 from absl import flags
+from absl import logging
 from ml_collections import config_dict, config_flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -110,7 +111,15 @@ def _default_workdir(config_arg: str) -> str:
   return os.path.join('runs', name)
 
 
+def _log_unraisable(unraisable) -> None:
+  # Orbax/tensorstore coroutines left by a failed checkpoint restore are collected at arbitrary moments
+  # and would print pages of 'Exception ignored in ...'; the damaged checkpoint is already reported in
+  # one line, so these go to the absl log (INFO, not shown on the console) instead.
+  logging.info('unraisable exception in %r: %s', unraisable.object, unraisable.exc_value)
+
+
 def main(argv: list[str]) -> None:
+  sys.unraisablehook = _log_unraisable
   config_flag = parse_flags(argv)
   import jax  # pylint: disable=g-import-not-at-top  (after flags: bad flags fail fast)
 
@@ -142,7 +151,11 @@ def main(argv: list[str]) -> None:
     else:
       trainer.summary(config)
   except (DataError, CheckpointError, trainer.TrainingDiverged) as e:
-    _fail(' '.join(str(e).split()))
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Skip interpreter teardown: orbax/tensorstore threads left by a failed restore print pages of
+    # 'Exception ignored' there. Everything worth keeping was written before the error was raised.
+    os._exit(1)
 
 
 if __name__ == '__main__':

@@ -9,6 +9,8 @@ never saved (the trainer checks before calling `save`).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import shutil
@@ -50,6 +52,21 @@ def checksum(tree: Any) -> str:
 def _say(message: str) -> None:
   if jax.process_index() == 0:
     print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_unraisable():
+  """A failed orbax restore leaves tensorstore coroutines holding the error; when they are collected
+  Python prints 'Exception ignored in ...' pages to stderr. Collect them here, silently, so a damaged
+  checkpoint is reported by our one line only."""
+  try:
+    yield
+  finally:
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    try:
+      gc.collect()
+    finally:
+      sys.unraisablehook = hook
 
 
 class CheckpointStore:
@@ -113,11 +130,14 @@ class CheckpointStore:
       return None
     problems = []
     for step in reversed(steps):
-      try:
-        state, meta = self.restore_step(step, abstract_state)
-      except Exception as e:  # Orbax/tensorstore raise many types for truncated files.
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        problems.append(f'{step}: {reason}')
+      with _quiet_unraisable():
+        try:
+          state, meta = self.restore_step(step, abstract_state)
+        except Exception as e:  # Orbax/tensorstore raise many types for truncated files.
+          reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+          problems.append(f'{step}: {reason}')
+          state = None
+      if state is None:
         continue
       for problem in problems:
         bad, reason = problem.split(': ', 1)
