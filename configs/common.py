@@ -16,6 +16,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.task = ''  # Which experiments/tasks/*.py drives training: 'char_lm' or 'image'.
   config.variant = ''  # Name of the paper row this config reproduces (filled by get_config).
 
+  config.paper = ml_collections.ConfigDict()  # What the paper reports for this row ('' off the paper).
+  config.paper.params = ''  # Parameter count as printed in the paper's table, e.g. '4.92M'.
+  config.paper.test = ''  # Test result of the row, e.g. '1.250 bpc' or '0.76% error'.
+
   config.model = ml_collections.ConfigDict()  # Filled by the family.
   config.data = ml_collections.ConfigDict()  # Filled by the family.
 

@@ -1,6 +1,7 @@
-"""Character-level Penn Treebank (paper section 4.2, Table 2; training details in appendix A.3.3).
+"""Character-level Penn Treebank (paper section 4.2, Table 3; training details in appendix A.3.3).
 
-`--config=configs/ptb_char.py:<variant>`: one variant per row of Table 2, plus `tiny` for tests.
+`--config=configs/ptb_char.py:<variant>`: one variant per row of Table 3, `cpu_*` rows for the
+equal-budget comparison on a 2-core CPU (README), plus `tiny` for tests.
 A.3.3: batch 128, sequences of 100 characters, Adam 0.001, gradient clipping at global norm 1.0,
 dropout keep 0.9 on the input, output and recurrence (0.85 for N_z = 16, 0.80 for the 2-layer model,
 which also uses N_z = 16), hypernetwork of 128 units with N_z = 4, early stopping on validation bpc.
@@ -11,17 +12,36 @@ import ml_collections
 from configs import common
 
 
-def _row(cell: str, features: int, *, num_layers: int = 1, embedding_size: int = 4, keep: float = 0.9):
+def _row(cell: str, features: int, params: str, test_bpc: str, *, num_layers: int = 1,
+         embedding_size: int = 4, keep: float = 0.9):
   def apply(config: ml_collections.ConfigDict) -> None:
+    config.paper.params, config.paper.test = params, f'{test_bpc} bpc'  # Table 3.
     common.char_lm(
         config, cell=cell, features=features, num_layers=num_layers,
         hyper_features=128,  # A.3.3: 128 hypernetwork units.
-        embedding_size=embedding_size,  # A.3.3: N_z = 4 (16 for the last two rows of Table 2).
+        embedding_size=embedding_size,  # A.3.3: N_z = 4 (16 for the last two rows of Table 3).
         keep_input=keep, keep_output=keep, keep_recurrent=keep,  # A.3.3 dropout keep probabilities.
         data='ptb_char', seq_len=100, batch_size=128, learning_rate=0.001, grad_clip_norm=1.0,
         num_epochs=100.0,  # Upper bound; early stopping on validation bpc ends the run.
         eval_every_steps=400)  # ~One epoch: 5.0M train characters / (128 * 100).
     config.eval.patience = 10  # Evaluations without a better validation bpc before stopping.
+  return apply
+
+
+def _cpu_row(cell: str):
+  """The CPU comparison of the README: Table 3's recipe at 256 units (hyper 64) for a fixed step budget.
+
+  Everything but size and run length is A.3.3's (batch 128 is replaced by 32 so that a 2-core CPU
+  gets enough updates); all four cells share the budget, the seed list and the evaluation.
+  """
+  def apply(config: ml_collections.ConfigDict) -> None:
+    common.char_lm(
+        config, cell=cell, features=256, num_layers=1, hyper_features=64, embedding_size=4,
+        keep_input=0.9, keep_output=0.9, keep_recurrent=0.9,
+        data='ptb_char', seq_len=100, batch_size=32, learning_rate=0.001, grad_clip_norm=1.0,
+        num_epochs=-1.0, eval_every_steps=500)
+    config.train.num_steps = 1500  # 4.8M characters, ~0.96 epoch of the training split.
+    config.checkpoint.every_steps = 500
   return apply
 
 
@@ -38,14 +58,20 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
 
 
 VARIANTS = {
-    'lstm1000': _row('lstm', 1000),
-    'lstm1250': _row('lstm', 1250),
-    'lstm1000_2layer': _row('lstm', 1000, num_layers=2),
-    'ln_lstm1000': _row('ln_lstm', 1000),
-    'hyperlstm1000': _row('hyperlstm', 1000),
-    'ln_hyperlstm1000': _row('ln_hyperlstm', 1000),
-    'ln_hyperlstm1000_nz16': _row('ln_hyperlstm', 1000, embedding_size=16, keep=0.85),
-    'ln_hyperlstm1000_2layer': _row('ln_hyperlstm', 1000, num_layers=2, embedding_size=16, keep=0.80),
+    'lstm1000': _row('lstm', 1000, '4.25M', '1.312'),
+    'lstm1250': _row('lstm', 1250, '6.57M', '1.306'),
+    'lstm1000_2layer': _row('lstm', 1000, '12.26M', '1.281', num_layers=2),
+    'ln_lstm1000': _row('ln_lstm', 1000, '4.26M', '1.267'),
+    'hyperlstm1000': _row('hyperlstm', 1000, '4.91M', '1.265'),
+    'ln_hyperlstm1000': _row('ln_hyperlstm', 1000, '4.92M', '1.250'),
+    'ln_hyperlstm1000_nz16': _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16,
+                                   keep=0.85),
+    'ln_hyperlstm1000_2layer': _row('ln_hyperlstm', 1000, '14.41M', '1.219', num_layers=2,
+                                     embedding_size=16, keep=0.80),
+    'cpu_lstm256': _cpu_row('lstm'),
+    'cpu_ln_lstm256': _cpu_row('ln_lstm'),
+    'cpu_hyperlstm256': _cpu_row('hyperlstm'),
+    'cpu_ln_hyperlstm256': _cpu_row('ln_hyperlstm'),
     'tiny': _tiny,
 }
 

@@ -138,3 +138,79 @@ def figure5(models: Mapping[str, tuple], vocab: list[str], path: str, *, length:
   values = {name: sample_tanh_c(m, p, vocab, length=length, temperature=temperature, seed=seed)
             for name, (m, p) in models.items()}
   return tanh_c_histograms(values, path)
+
+
+def saturation_stats(values: np.ndarray) -> dict[str, float]:
+  """Summary of one Figure 5 histogram: mean |tanh(c_t)| and the share of units beyond ±0.95."""
+  v = np.abs(np.asarray(values, np.float64).ravel())
+  return {"mean_abs": float(v.mean()), "saturated": float((v > 0.95).mean())}
+
+
+def _load_char_model(workdir: str, checkpoint: str):
+  """(model, params, vocab) of a trained character model (the corpus is read for its vocabulary)."""
+  from experiments import trainer  # pylint: disable=g-import-not-at-top
+  from experiments.tasks import char_lm  # pylint: disable=g-import-not-at-top
+  config, params = trainer.load(workdir, checkpoint)
+  if config.task != "char_lm":
+    raise ValueError(f"{workdir} holds a {config.task} model; Figures 4 and 5 need a character model")
+  vocab = list(char_lm.load_corpus(config).vocab)
+  return char_lm.build_model(config, len(vocab)), params, vocab, config
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+  """Figures 4 and 5 from trained workdirs.
+
+    python -m experiments.plots --figure=5 --out=figs/figure5.png \\
+        --run=LSTM=runs/ptb/cpu_lstm256_s0 --run='LN LSTM=runs/ptb/cpu_ln_lstm256_s0' ...
+    python -m experiments.plots --figure=4 --out=figs/figure4.png --run=HyperLSTM=runs/ptb/... [--text=...]
+
+  Figure 5 samples `--length` characters from each model (fixed seed) and prints, per model, the mean of
+  |tanh(c_t)| and the share of units beyond ±0.95. Figure 4 reads `--text` (default: the start of the
+  validation split) with the first model.
+  """
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description="Figures 4 and 5 from trained character models")
+  parser.add_argument("--figure", type=int, choices=(4, 5), required=True)
+  parser.add_argument("--run", action="append", required=True, help="NAME=WORKDIR (repeat)")
+  parser.add_argument("--out", required=True, help="output path (.png; Figure 4 also writes .svg)")
+  parser.add_argument("--length", type=int, default=2000, help="Figure 5: characters sampled per model")
+  parser.add_argument("--temperature", type=float, default=1.0)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--text", default="", help="Figure 4: text to read (default: validation text)")
+  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+  args = parser.parse_args(argv)
+  runs = []
+  for item in args.run:
+    name, sep, workdir = item.partition("=")
+    if not sep or not workdir:
+      parser.error(f"--run must be NAME=WORKDIR, got {item!r}")
+    runs.append((name, workdir))
+  if args.figure == 4:
+    name, workdir = runs[0]
+    model, params, vocab, config = _load_char_model(workdir, args.checkpoint)
+    if args.text:
+      unknown = sorted(set(args.text) - set(vocab))
+      if unknown:
+        raise ValueError(f"--text has symbols outside the model's vocabulary: {unknown}")
+      ids = np.array([vocab.index(ch) for ch in args.text], np.int32)
+    else:
+      from experiments.tasks import char_lm  # pylint: disable=g-import-not-at-top
+      ids = np.asarray(char_lm.load_corpus(config).splits["valid"][:config.plots.length], np.int32)
+    paths = plot_weight_change(model, params, ids, vocab, args.out)
+  else:
+    values = {}
+    for name, workdir in runs:
+      model, params, vocab, _ = _load_char_model(workdir, args.checkpoint)
+      values[name] = sample_tanh_c(model, params, vocab, length=args.length,
+                                   temperature=args.temperature, seed=args.seed)
+      stats = saturation_stats(values[name])
+      print(f"{name}: mean |tanh(c_t)| {stats['mean_abs']:.3f}, "
+            f"|tanh(c_t)| > 0.95 for {100 * stats['saturated']:.1f}% of unit-steps")
+    paths = tanh_c_histograms(values, args.out)
+  for p in paths:
+    print(f"wrote {p}")
+  return paths
+
+
+if __name__ == "__main__":
+  main()

@@ -335,6 +335,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_losses: list[tuple[int, float]] = []
   main = task.main_metric
   stop_early = False
+  last_valid: tuple[int, dict] | None = None  # (step, metrics) of the newest validation pass.
 
   def check_finite():
     nonfinite = int(jax.device_get(state['nonfinite_step']))
@@ -369,6 +370,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       pending = []
     if do_eval:
       valid = runner.evaluate(state['params'], state['model_state'], 'valid')
+      last_valid = (done, valid)
       writer.write(done, valid, prefix='valid/')
       improved = valid[main] < best_value
       if improved:
@@ -397,9 +399,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   best = best_store.restore_latest(runner.abstract_with_shardings()) if best_store.steps() else None
   final_state = best[0] if best is not None else state
   results = {}
+  final_step = int(jax.device_get(final_state['step']))
   for split in config.eval.splits:
-    results[split] = runner.evaluate(final_state['params'], final_state['model_state'], split)
-    writer.write(int(jax.device_get(final_state['step'])), results[split], prefix=f'final_{split}/')
+    if split == 'valid' and last_valid is not None and last_valid[0] == final_step:
+      results[split] = last_valid[1]  # Already measured on these parameters in this run.
+    else:
+      results[split] = runner.evaluate(final_state['params'], final_state['model_state'], split)
+    writer.write(final_step, results[split], prefix=f'final_{split}/')
   if hasattr(task, 'write_artifacts'):
     # Host copies on every process (a collective), then process 0 alone runs the model on them.
     params, model_state = ckpt_lib.host_arrays((final_state['params'], final_state['model_state']))
@@ -490,6 +496,10 @@ def summary(config: ml_collections.ConfigDict, task=None) -> int:
   for line in lines:
     metrics_lib.console(line)
   metrics_lib.console(f'total_params: {total}')
+  paper = config.get('paper', {})
+  if paper.get('params') or paper.get('test'):
+    metrics_lib.console(f'paper_params: {paper.get("params", "")}')
+    metrics_lib.console(f'paper_test: {paper.get("test", "")}')
   return total
 
 

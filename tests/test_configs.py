@@ -75,3 +75,27 @@ def test_durations_are_converted_in_one_helper():
   assert trainer.to_steps(steps=-1, epochs=2.5, steps_per_epoch=100) == 250
   with pytest.raises(ValueError, match='not both'):
     trainer.to_steps(steps=7, epochs=1.0, steps_per_epoch=100)
+
+
+# Rows whose published count no consistent reading reproduces (tests/test_param_counts_rnn.py explains).
+PINNED_ROWS = {('ptb_char', 'ln_hyperlstm1000_nz16'), ('enwik8', 'ln_hyperlstm1800')}
+
+
+@pytest.mark.parametrize('family', ('ptb_char', 'enwik8', 'cifar10'))
+def test_summary_prints_the_papers_count_and_result(family, capsys):
+  from experiments import trainer
+  module = _family(family)
+  rows = [v for v in module.VARIANTS if module.get_config(v).paper.params]
+  assert len(rows) == {'ptb_char': 8, 'enwik8': 6, 'cifar10': 4}[family]
+  for variant in rows:
+    config = module.get_config(variant)
+    total = trainer.summary(config)
+    out = capsys.readouterr().out
+    assert f'paper_params: {config.paper.params}' in out and f'paper_test: {config.paper.test}' in out
+    assert re.fullmatch(r'\d\.\d{2,3} bpc|\d\.\d\d% error', config.paper.test), config.paper.test
+    millions = float(config.paper.params.rstrip('M'))
+    digits = len(config.paper.params.rstrip('M').split('.')[1])
+    if (family, variant) in PINNED_ROWS:
+      assert abs(round(total / 1e6, digits) - millions) <= 0.06, variant
+    else:
+      assert round(total / 1e6, digits) == millions, (variant, total)

@@ -51,9 +51,10 @@ def test_summary_prints_the_paper_parameter_count_without_training():
   result = T.run_launch(['--config=configs/enwik8.py:ln_hyperlstm2048', '--mode=summary',
                          '--workdir=/nonexistent/never/created'])
   assert result.returncode == 0, result.stderr[-2000:]
-  last = result.stdout.strip().splitlines()[-1]
-  total = int(last.split('total_params: ')[1])
-  assert round(total / 1e6, 2) == 26.54  # Table 3: 26.5M for the 2048-unit LN HyperLSTM.
+  lines = result.stdout.strip().splitlines()
+  total = int(next(line for line in lines if line.startswith('total_params: ')).split(': ')[1])
+  assert round(total / 1e6, 2) == 26.54  # Table 4: 26.54M for the 2048-unit LN HyperLSTM.
+  assert lines[-2:] == ['paper_params: 26.54M', 'paper_test: 1.340 bpc']
   assert 'softmax/kernel' in result.stdout and '(2048, 205)' in result.stdout
   assert not os.path.exists('/nonexistent/never/created')
 

@@ -1,5 +1,7 @@
 """Sampling (deterministic per seed, diagnostics aligned with the text) and the Figure 4 / 5 plots."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -106,3 +108,30 @@ def test_figure5_file(tmp_path, hyper_model, lstm_model):
   assert paths == [str(tmp_path / "fig5.png")]
   _assert_png(tmp_path / "fig5.png")
   assert (tmp_path / "fig5.png").stat().st_size > 5000
+
+
+def test_figure_commands_on_a_trained_workdir(tmp_path, capsys):
+  import trainer_testlib as T
+  from experiments import trainer
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(T.get_config(overrides={**T.CHAR_OVERRIDES, "train.num_steps": 4,
+                                                     "eval.every_steps": 4}), workdir)
+  capsys.readouterr()
+  fig5 = plots.main(["--figure=5", f"--run=LN HyperLSTM={workdir}", f"--run=again={workdir}",
+                     f"--out={tmp_path / 'f5.png'}", "--length=30"])
+  out = capsys.readouterr().out
+  lines = [line for line in out.splitlines() if "mean |tanh(c_t)|" in line]
+  assert [line.split(":")[0] for line in lines] == ["LN HyperLSTM", "again"]
+  assert lines[0].split(":", 1)[1] == lines[1].split(":", 1)[1]  # same model, same seed: same sample
+  with open(fig5[0], "rb") as f:
+    assert f.read(8) == PNG_MAGIC
+  fig4 = plots.main(["--figure=4", f"--run=x={workdir}", f"--out={tmp_path / 'f4.png'}", "--text=abc (de)\nab"])
+  assert sorted(p.rsplit(".", 1)[1] for p in fig4) == ["png", "svg"]
+  assert all(os.path.getsize(p) > 1000 for p in fig4)
+  with pytest.raises(ValueError, match="outside the model's vocabulary"):
+    plots.main(["--figure=4", f"--run=x={workdir}", f"--out={tmp_path / 'g.png'}", "--text=Z!"])
+
+
+def test_saturation_stats():
+  stats = plots.saturation_stats(np.array([[0.0, 0.5], [0.99, -1.0]]))
+  assert stats == {"mean_abs": pytest.approx(0.6225), "saturated": 0.5}

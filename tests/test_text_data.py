@@ -169,6 +169,18 @@ def test_export_and_load_ids_roundtrip(tmp_path):
     text.load_ids(str(tmp_path / "missing.npz"))
 
 
+def test_export_command_writes_a_corpus_the_trainer_reads(tmp_path, capsys):
+  path = str(tmp_path / "synthetic.npz")
+  assert text.main(["--corpus=synthetic", f"--out={path}"]) == 0
+  assert "vocab" in capsys.readouterr().out
+  original, back = text.load_char_corpus("synthetic"), text.load_char_corpus(path)
+  assert back.vocab == original.vocab
+  for s in text.SPLITS:
+    np.testing.assert_array_equal(back.splits[s], original.splits[s])
+  assert text.main(["--corpus=nope", f"--out={tmp_path / 'x.npz'}"]) == 1
+  assert "unknown corpus 'nope'" in capsys.readouterr().err
+
+
 def test_module_import_does_not_import_tfds():
   code = ("import sys, experiments.data.text as t; "
           "assert 'tensorflow_datasets' not in sys.modules, 'tfds imported eagerly'")

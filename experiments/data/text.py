@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import os
 import socket
+import sys
 import tarfile
 import zipfile
 import zlib
@@ -344,3 +345,27 @@ def load_ids(path: str) -> CharCorpus:
     vocab = [chr(int(c)) for c in z["vocab"]]
     splits = {k[len("ids_"):]: z[k].astype(np.int32) for k in z.files if k.startswith("ids_")}
   return CharCorpus(splits, vocab)
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`python -m experiments.data.text --corpus=ptb_char --out=ptb_char.npz`: prepares the corpus (TFDS
+  here) and writes the symbol ids for machines without tensorflow-datasets (`--config.data.name=<out>`)."""
+  import argparse
+  parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+  parser.add_argument("--corpus", default="ptb_char", help=f"one of {', '.join(NAMES)}")
+  parser.add_argument("--out", required=True, help="path of the .npz to write")
+  parser.add_argument("--manual_dir", default=None, help="folder with the official files (offline)")
+  args = parser.parse_args(argv)
+  try:
+    corpus = load_char_corpus(args.corpus, manual_dir=args.manual_dir)
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  export_ids(corpus, args.out)
+  sizes = ", ".join(f"{s} {len(v):,}" for s, v in corpus.splits.items())
+  print(f"wrote {args.out}: vocab {len(corpus.vocab)}, {sizes} symbols")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
