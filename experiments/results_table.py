@@ -3,7 +3,7 @@
     python -m experiments.results_table runs/ptb/*  [--metric bpc] [--paper lstm=1.312,...] [--json out]
 
 Each argument is a workdir written by `launch.py`. Runs are grouped by config variant; for each group the
-table gives the parameter count, the number of seeds, training steps, wall time (from the start of the run
+table gives the data source (e.g. CIFAR-10's 'jpeg-copy'), the parameter count, the number of seeds, training steps, wall time (from the start of the run
 to its last training step, compile and evaluations included) and the final validation and test metric of the
 best checkpoint (the `final_valid/*`, `final_test/*` records of metrics.jsonl) as mean ± standard deviation
 over seeds (population std; a single seed shows no spread), then every seed's value.
@@ -44,6 +44,8 @@ def read_run(workdir: str, metric: str) -> dict[str, Any]:
     raise ValueError(f'{workdir}: no final test {metric} in metrics.jsonl; the run has not finished')
   return {
       'variant': config.get('variant', '?'), 'seed': config.get('seed', 0), 'params': info['param_count'],
+      # Runs from before run_info.json recorded the source: the corpus / data set the config names.
+      'data': info.get('data_source') or config.get('data', {}).get('name', ''),
       'steps': last_train['step'], 'wall_s': last_train['time'] - info['time'],
       'valid': final.get('valid', float('nan')), 'test': final['test'], 'best_step': final['best_step'],
       'workdir': workdir}
@@ -63,7 +65,7 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
   for run in runs:
     groups.setdefault(run['variant'], []).append(run)
   scale, digits, unit = (100.0, 2, f'{metric} (%)') if percent else (1.0, 3, metric)
-  head = ['variant', 'params', 'seeds', 'steps', 'wall (min)', f'valid {unit}', f'test {unit}',
+  head = ['variant', 'data', 'params', 'seeds', 'steps', 'wall (min)', f'valid {unit}', f'test {unit}',
           'test per seed']
   if paper:
     head.append('paper test')
@@ -71,7 +73,7 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
   for variant, group in groups.items():
     group.sort(key=lambda r: r['seed'])
     steps = sorted({r['steps'] for r in group})
-    row = [f'`{variant}`', f'{group[0]["params"]:,}', str(len(group)), '/'.join(map(str, steps)),
+    row = [f'`{variant}`', ' / '.join(sorted({r['data'] for r in group})), f'{group[0]["params"]:,}', str(len(group)), '/'.join(map(str, steps)),
            _mean_std([r['wall_s'] / 60 for r in group], 1.0, 1),
            _mean_std([r['valid'] for r in group], scale, digits),
            _mean_std([r['test'] for r in group], scale, digits),

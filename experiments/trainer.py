@@ -267,14 +267,15 @@ def _versions() -> dict[str, str]:
   return out
 
 
-def write_run_info(config: ml_collections.ConfigDict, workdir: str, params_abstract) -> None:
-  """config.json and run_info.json (parameter count, git commit, versions, devices, seed)."""
+def write_run_info(config: ml_collections.ConfigDict, workdir: str, params_abstract,
+                   data_source: str = '') -> None:
+  """config.json and run_info.json (parameter count, data source, git commit, versions, devices, seed)."""
   if jax.process_index() != 0:
     return
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
-  info = {'param_count': param_count(params_abstract), 'git_commit': _git_commit(),
+  info = {'param_count': param_count(params_abstract), 'data_source': data_source, 'git_commit': _git_commit(),
           'versions': _versions(), 'seed': config.seed, 'process_count': jax.process_count(),
           'devices': [str(d) for d in jax.devices()], 'time': time.time(), 'argv': sys.argv}
   with open(os.path.join(workdir, 'run_info.json'), 'w') as f:
@@ -315,9 +316,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                         async_save=config.checkpoint.async_save)
   if restored is None:
     state, meta = runner.init(), {}
-    write_run_info(config, workdir, runner.abstract_state['params'])
+    source = getattr(task, 'data_source', '')
+    write_run_info(config, workdir, runner.abstract_state['params'], source)
     metrics_lib.console(f'training {config.variant or config.task} from scratch: '
-                        f'{param_count(runner.abstract_state["params"]):,} parameters, {num_steps} steps '
+                        f'{param_count(runner.abstract_state["params"]):,} parameters, '
+                        f'{"data " + source + ", " if source else ""}{num_steps} steps '
                         f'({task.steps_per_epoch} per epoch) on {jax.device_count()} devices, '
                         f'mesh {dict(runner.mesh.shape)}')
   else:

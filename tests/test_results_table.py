@@ -14,7 +14,7 @@ def _write_run(root, name, variant, seed, test, valid, start=1000.0, end=1600.0,
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     json.dump({'variant': variant, 'seed': seed}, f)
   with open(os.path.join(workdir, 'run_info.json'), 'w') as f:
-    json.dump({'param_count': 1234567, 'time': start}, f)
+    json.dump({'param_count': 1234567, 'time': start, 'data_source': 'cifar10 (jpeg-copy)'}, f)
   with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
     f.write(json.dumps({'step': steps, 'time': end, 'train/loss': 1.0}) + '\n')
     f.write(json.dumps({'step': 1000, 'time': end + 5, 'final_valid/bpc': valid}) + '\n')
@@ -32,9 +32,10 @@ def test_groups_seeds_and_reports_mean_and_spread(tmp_path):
   assert len(lines) == 4  # header, rule, two variants
   lstm = lines[2].split(' | ')
   # Mean 1.60 and population std 0.10 of the test bpc; wall 10 and 15 min -> 12.5 ± 2.5.
-  assert lstm[6] == '1.600 ± 0.100' and lstm[5] == '1.700 ± 0.100' and lstm[4] == '12.5 ± 2.5'
-  assert lstm[2] == '2' and lstm[7] == '1.500, 1.700' and lstm[1] == '1,234,567'
-  assert lines[3].split(' | ')[6] == '1.400'  # one seed: no spread
+  assert lstm[7] == '1.600 ± 0.100' and lstm[6] == '1.700 ± 0.100' and lstm[5] == '12.5 ± 2.5'
+  assert lstm[3] == '2' and lstm[8] == '1.500, 1.700' and lstm[2] == '1,234,567'
+  assert lstm[1] == 'cifar10 (jpeg-copy)'
+  assert lines[3].split(' | ')[7] == '1.400'  # one seed: no spread
 
 
 def test_percent_scaling_for_error_rates(tmp_path):
@@ -45,7 +46,7 @@ def test_percent_scaling_for_error_rates(tmp_path):
     f.write(text)
   row = results_table.table([results_table.read_run(d, 'error_rate')], 'error_rate',
                             percent=True).splitlines()[2].split(' | ')
-  assert row[6] == '0.76'
+  assert row[7] == '0.76'
 
 
 def test_unfinished_run_is_refused_with_its_path(tmp_path, capsys):

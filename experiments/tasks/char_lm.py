@@ -58,6 +58,7 @@ class CharLMTask:
     self.process_index, self.process_count = process_index, process_count
     self.corpus = corpus if corpus is not None else load_corpus(config)
     self.vocab = list(self.corpus.vocab)
+    self.data_source = config.data.name  # corpus name or prepared .npz path (run_info.json)
     self.model = build_model(config, len(self.vocab))
     self.seq_len = config.data.seq_len
     self.streams = streams.TrainStreams(self.corpus.splits['train'], config.train.batch_size,

@@ -60,10 +60,13 @@ class ImageTask:
     self.process_index, self.process_count = process_index, process_count
     if config.data.synthetic:
       self.splits = synthetic_splits(self.kind, config.data.synthetic_size, seed=config.seed)
+      self.data_source = f'{self.kind} (synthetic)'
     else:
       data = image_data.load_image_splits(self.kind, manual_dir=config.data.manual_dir or None,
                                           data_dir=config.data.data_dir or None)
       self.splits = dict(data.splits)
+      # 'official' or 'jpeg-copy' (CIFAR-10's lossy stand-in): recorded in run_info.json and printed.
+      self.data_source = f'{self.kind} ({data.source})'
     self.model = build_model(config)
     self.batches = image_data.ImageBatches(*self.splits['train'], config.train.batch_size,
                                            seed=config.seed, process_index=process_index,
