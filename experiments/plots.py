@@ -147,14 +147,14 @@ def saturation_stats(values: np.ndarray) -> dict[str, float]:
 
 
 def _load_char_model(workdir: str, checkpoint: str):
-  """(model, params, vocab) of a trained character model (the corpus is read for its vocabulary)."""
+  """(model, params, corpus, config) of a trained character model; the corpus gives vocab and text."""
   from experiments import trainer  # pylint: disable=g-import-not-at-top
   from experiments.tasks import char_lm  # pylint: disable=g-import-not-at-top
   config, params = trainer.load(workdir, checkpoint)
   if config.task != "char_lm":
     raise ValueError(f"{workdir} holds a {config.task} model; Figures 4 and 5 need a character model")
-  vocab = list(char_lm.load_corpus(config).vocab)
-  return char_lm.build_model(config, len(vocab)), params, vocab, config
+  corpus = char_lm.load_corpus(config)
+  return char_lm.build_model(config, len(corpus.vocab)), params, corpus, config
 
 
 def main(argv: list[str] | None = None) -> list[str]:
@@ -187,21 +187,21 @@ def main(argv: list[str] | None = None) -> list[str]:
     runs.append((name, workdir))
   if args.figure == 4:
     name, workdir = runs[0]
-    model, params, vocab, config = _load_char_model(workdir, args.checkpoint)
+    model, params, corpus, config = _load_char_model(workdir, args.checkpoint)
+    vocab = list(corpus.vocab)
     if args.text:
       unknown = sorted(set(args.text) - set(vocab))
       if unknown:
         raise ValueError(f"--text has symbols outside the model's vocabulary: {unknown}")
       ids = np.array([vocab.index(ch) for ch in args.text], np.int32)
     else:
-      from experiments.tasks import char_lm  # pylint: disable=g-import-not-at-top
-      ids = np.asarray(char_lm.load_corpus(config).splits["valid"][:config.plots.length], np.int32)
+      ids = np.asarray(corpus.splits["valid"][:config.plots.length], np.int32)
     paths = plot_weight_change(model, params, ids, vocab, args.out)
   else:
     values = {}
     for name, workdir in runs:
-      model, params, vocab, _ = _load_char_model(workdir, args.checkpoint)
-      values[name] = sample_tanh_c(model, params, vocab, length=args.length,
+      model, params, corpus, _ = _load_char_model(workdir, args.checkpoint)
+      values[name] = sample_tanh_c(model, params, list(corpus.vocab), length=args.length,
                                    temperature=args.temperature, seed=args.seed)
       stats = saturation_stats(values[name])
       print(f"{name}: mean |tanh(c_t)| {stats['mean_abs']:.3f}, "
@@ -213,4 +213,10 @@ def main(argv: list[str] | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-  main()
+  import sys  # pylint: disable=g-import-not-at-top
+  from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
+  try:
+    main()
+  except (ValueError, DataError, OSError) as e:  # bad input: one line, not a traceback
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)

@@ -3,8 +3,9 @@
     python -m experiments.results_table runs/ptb/*  [--metric bpc] [--paper lstm=1.312,...] [--json out]
 
 Each argument is a workdir written by `launch.py`. Runs are grouped by config variant; for each group the
-table gives the data source (e.g. CIFAR-10's 'jpeg-copy'), the parameter count, the number of seeds, training steps, wall time (from the start of the run
-to its last training step, compile and evaluations included) and the final validation and test metric of the
+table gives the data source (e.g. CIFAR-10's 'jpeg-copy'), the parameter count, the number of seeds,
+training steps, wall time (from the start of the run to its last training step, compile and evaluations
+included) and the final validation and test metric of the
 best checkpoint (the `final_valid/*`, `final_test/*` records of metrics.jsonl) as mean ± standard deviation
 over seeds (population std; a single seed shows no spread), then every seed's value.
 """
@@ -73,7 +74,8 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
   for variant, group in groups.items():
     group.sort(key=lambda r: r['seed'])
     steps = sorted({r['steps'] for r in group})
-    row = [f'`{variant}`', ' / '.join(sorted({r['data'] for r in group})), f'{group[0]["params"]:,}', str(len(group)), '/'.join(map(str, steps)),
+    data = ' / '.join(sorted({r['data'] for r in group}))
+    row = [f'`{variant}`', data, f'{group[0]["params"]:,}', str(len(group)), '/'.join(map(str, steps)),
            _mean_std([r['wall_s'] / 60 for r in group], 1.0, 1),
            _mean_std([r['valid'] for r in group], scale, digits),
            _mean_std([r['test'] for r in group], scale, digits),
