@@ -2,7 +2,8 @@
 
     python benchmarks/rnn_step.py --shapes=small,ptb --steps 5 [--json out.json] [--cells lstm,hyperlstm]
 
-For each shape and cell: tokens/s (median of --steps timed runs after one warm-up run), compile time, the
+For each shape and cell: tokens/s (median of --steps timed runs after one warm-up run; the cells' runs are
+interleaved, one of each per round, so the ratios compare like with like), compile time, the
 compiled step's memory (XLA memory_analysis: arguments + outputs + temporaries) and the growth of the
 process's max RSS. Then the ratio HyperLSTM / LSTM tokens/s, and the GFLOP/s of the HyperLSTM step's
 matrix work (analytic count: every matmul of the forward pass, x3 for forward + backward) against a lone
@@ -49,7 +50,8 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_cell(cell: str, s: dict, steps: int) -> dict:
+def prepare_cell(cell: str, s: dict) -> dict:
+    """Compiles one cell's training step and runs it once; returns the compiled step and its figures."""
     model = CharLM(vocab_size=s["vocab"], cell=cell, features=s["features"], hyper_features=s["hyper"],
                    embedding_size=s["nz"])
     key = jax.random.key(0)
@@ -71,15 +73,28 @@ def bench_cell(cell: str, s: dict, steps: int) -> dict:
     if mem is not None:
         mem_mb = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes) / 2**20
     jax.block_until_ready(compiled(params))  # warm-up
-    times = []
+    return dict(cell=cell, run=lambda: jax.block_until_ready(compiled(params)), compile_s=compile_s,
+                xla_memory_mb=mem_mb, rss_growth_mb=max_rss_mb() - rss0)
+
+
+def bench_cells(cells: list[str], s: dict, steps: int) -> list[dict]:
+    """Times the cells' steps interleaved (one step of each cell per round, `steps` rounds), so that a
+    slowdown of the machine during the run hits every cell alike and the ratios stay comparable."""
+    prepared = [prepare_cell(cell, s) for cell in cells]
+    times = {p["cell"]: [] for p in prepared}
     for _ in range(steps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(params))
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    flops = 3 * matmul_flops(cell, s)
-    return dict(cell=cell, step_s=med, tokens_per_s=s["batch"] * s["seq"] / med, compile_s=compile_s,
-                xla_memory_mb=mem_mb, rss_growth_mb=max_rss_mb() - rss0, matmul_gflops=flops / med / 1e9)
+        for p in prepared:
+            t0 = time.perf_counter()
+            p["run"]()
+            times[p["cell"]].append(time.perf_counter() - t0)
+    rows = []
+    for p in prepared:
+        med = statistics.median(times[p["cell"]])
+        flops = 3 * matmul_flops(p["cell"], s)
+        rows.append(dict(cell=p["cell"], step_s=med, tokens_per_s=s["batch"] * s["seq"] / med,
+                         compile_s=p["compile_s"], xla_memory_mb=p["xla_memory_mb"],
+                         rss_growth_mb=p["rss_growth_mb"], matmul_gflops=flops / med / 1e9))
+    return rows
 
 
 def lone_matmul_gflops(s: dict, steps: int) -> float:
@@ -112,10 +127,9 @@ def main(argv=None) -> dict:
         print(f"\n== shape {name}: {s}", flush=True)
         print(f"{'cell':<14}{'tokens/s':>11}{'step ms':>10}{'compile s':>11}{'XLA mem MB':>12}"
               f"{'RSS +MB':>9}{'mat GFLOP/s':>13}", flush=True)
-        rows = []
-        for cell in args.cells.split(","):
-            r = bench_cell(cell, s, args.steps)
-            rows.append(r)
+        rows = bench_cells(args.cells.split(","), s, args.steps)
+        for r in rows:
+            cell = r["cell"]
             mem = f"{r['xla_memory_mb']:.0f}" if r["xla_memory_mb"] is not None else "n/a"
             print(f"{cell:<14}{r['tokens_per_s']:>11.0f}{1e3 * r['step_s']:>10.1f}{r['compile_s']:>11.1f}"
                   f"{mem:>12}{r['rss_growth_mb']:>9.0f}{r['matmul_gflops']:>13.1f}", flush=True)

@@ -23,7 +23,7 @@ mnist() {  # seed epochs [variants]: best validation checkpoint (evaluated every
   local seed=$1 epochs=$2; shift 2
   for c in ${@:-conv hyper_conv}; do
     $PY launch.py --config=configs/mnist.py:$c --workdir=runs/mnist/${c}_s$seed --config.seed=$seed \
-      --config.train.num_epochs=$epochs --config.eval.every_steps=55 --config.eval.patience=10 \
+      --config.train.num_epochs=$epochs --config.eval.every_steps=55 --config.eval.patience=20 \
       --config.checkpoint.every_steps=275 >> runs/logs/mnist_${c}_s$seed.log 2>&1
   done
 }

@@ -167,6 +167,58 @@ def _embed_to_units_bwd(res, g):
 _embed_to_units.defvjp(_embed_to_units_fwd, _embed_to_units_bwd)
 
 
+def _embed_unrolled(z: Array, w: Array) -> Array:
+    """sum_n z[..., n] w[..., n, :] for z [B, *G, N_z], w [*G, N_z, units] as N_z fused multiply-adds.
+
+    Written out term by term (for the small N_z of the paper's char models) so that XLA fuses it into its
+    consumer instead of materialising a reduction; a plain reduction for large N_z.
+    """
+    nz = z.shape[-1]
+    if nz > 16:
+        return jnp.sum(z[..., None] * w, axis=-2)
+    out = z[..., 0, None] * w[..., 0, :]
+    for n in range(1, nz):
+        out = out + z[..., n, None] * w[..., n, :]
+    return out
+
+
+@jax.custom_vjp
+def _modulated_preactivation(z: Array, w: Array, main_h: Array, main_x: Array, bias: Array) -> Array:
+    """d_h ⊙ W_h h + d_x ⊙ W_x x + b(z_b) + b_0 with (d_h, d_x, b) = z @ w (eq. 8 for the LSTM's gates).
+
+    z [B, 3, 4, N_z] (z_h, z_x, z_b), w [3, 4, N_z, units], main_h / main_x [B, 4, units] (W_h h_{t-1},
+    W_x x_t), bias [4, units] (b_0) -> [B, 4, units]. The custom VJP keeps only z (tiny) as a residual
+    and regenerates d_h, d_x in the backward pass instead of storing the [B, 3, 4, units] scales at every
+    time step: the scales are a few multiply-adds away from z, and storing them dominated the memory
+    traffic of the HyperLSTM step on CPU.
+    """
+    d_h = _embed_unrolled(z[:, 0], w[0])
+    d_x = _embed_unrolled(z[:, 1], w[1])
+    d_b = _embed_unrolled(z[:, 2], w[2])
+    return d_h * main_h + d_x * main_x + d_b + bias
+
+
+def _modulated_preactivation_fwd(z, w, main_h, main_x, bias):
+    return _modulated_preactivation(z, w, main_h, main_x, bias), (z, w, main_h, main_x)
+
+
+def _modulated_preactivation_bwd(res, g):
+    z, w, main_h, main_x = res
+    d_h = _embed_unrolled(z[:, 0], w[0])
+    d_x = _embed_unrolled(z[:, 1], w[1])
+    # d loss / d (d_h, d_x, b), built directly in [3, 4, B, units] layout: the (scale, gate) pairs are the
+    # batch axes of the dw contraction, so no transposed copy is needed there.
+    g_t = jnp.swapaxes(g, 0, 1)
+    dd = jnp.stack([g_t * jnp.swapaxes(main_h, 0, 1), g_t * jnp.swapaxes(main_x, 0, 1), g_t])
+    dz = jnp.transpose(jnp.sum(dd[..., None, :] * w[:, :, None], axis=-1), (2, 0, 1, 3))
+    dw = jnp.einsum("bkgn,kgbh->kgnh", z, dd)
+    return (dz.astype(z.dtype), dw.astype(w.dtype), (g * d_h).astype(main_h.dtype),
+            (g * d_x).astype(main_x.dtype), jnp.sum(g, axis=0))
+
+
+_modulated_preactivation.defvjp(_modulated_preactivation_fwd, _modulated_preactivation_bwd)
+
+
 class InputProjection(nn.Module):
     """x @ W for float x [..., D], or W[ids] (one-hot @ W as a gather) for integer ids with `vocab_size`."""
 
@@ -393,8 +445,12 @@ class HyperLSTMCell(_CellBase):
         self.bias_z = self.param("bias_z", nn.initializers.zeros, (NUM_GATES, nz, h), pd)
 
     def project_inputs(self, x: Array) -> tuple[Array, Array]:
-        """(W_x x [..., 4 units], x-rows of the hyper LSTM's input projection [..., 4 hyper_units])."""
-        return self.input_proj(x), self.hyper_input_proj(x)
+        """(W_x x [..., 4, units], x-rows of the hyper LSTM's input projection [..., 4 hyper_units]).
+
+        W_x x comes split by gate so that the scan's backward pass can read it from the scanned inputs
+        instead of storing a reshaped copy at every step.
+        """
+        return _split_gates(self.input_proj(x), self.features), self.hyper_input_proj(x)
 
     def _embeddings(self, hyper_out: Array) -> tuple[Array, Array, Array]:
         """ĥ [B, Ĥ] -> (z_h, z_x, z_b), each [B, 4, N_z], in one matmul."""
@@ -449,11 +505,14 @@ class HyperLSTMCell(_CellBase):
         main_x, _ = projected
         main_h, hyper_h = self._recurrent_h(h)
         new_hyper, hyper_out = self._hyper_step(carry, projected, deterministic, hyper_h)
-        d_h, d_x, gen_bias = self._scales(hyper_out)
         units = self.features
-        pre = (d_h * _split_gates(main_h, units)
-               + d_x * _split_gates(main_x, units)
-               + gen_bias + _split_gates(_up(self.bias), units))
+        z = jnp.stack(self._embeddings(hyper_out), axis=-3)  # [B, 3, 4, N_z]
+        w = _up(jnp.stack([self.scale_h, self.scale_x, self.bias_z]))  # [3, 4, N_z, units]
+        lead = z.shape[:-3]
+        pre = _modulated_preactivation(
+            z.reshape((-1,) + z.shape[-3:]), w, _split_gates(main_h, units).reshape(-1, NUM_GATES, units),
+            main_x.reshape(-1, NUM_GATES, units), _split_gates(_up(self.bias), units))
+        pre = pre.reshape(lead + pre.shape[-2:])
         if self.layer_norm:
             pre = layer_norm(pre, _up(self.ln_gates_scale), _up(self.ln_gates_bias))
             ln_cell = (_up(self.ln_cell_scale), _up(self.ln_cell_bias))

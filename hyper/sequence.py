@@ -156,7 +156,8 @@ class RecurrentStack(nn.Module):
             if layer == 0 and token_inputs and self.input_dropout > 0 and not deterministic:
                 keep = 1.0 - self.input_dropout
                 token_mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape) / keep
-                projected = jax.tree.map(lambda p: p * token_mask[..., None], projected)
+                projected = jax.tree.map(
+                    lambda p: p * token_mask.reshape(token_mask.shape + (1,) * (p.ndim - 2)), projected)
             layer_carry, (x, diag) = scan(
                 cell, carry[layer], (projected, reset_tm, valid))
             new_carry.append(layer_carry)
