@@ -210,7 +210,7 @@ def _modulated_preactivation_bwd(res, g):
     # batch axes of the dw contraction, so no transposed copy is needed there.
     g_t = jnp.swapaxes(g, 0, 1)
     dd = jnp.stack([g_t * jnp.swapaxes(main_h, 0, 1), g_t * jnp.swapaxes(main_x, 0, 1), g_t])
-    dz = jnp.transpose(jnp.sum(dd[..., None, :] * w[:, :, None], axis=-1), (2, 0, 1, 3))
+    dz = jnp.transpose(jnp.einsum("kgbh,kgnh->kgbn", dd, w), (2, 0, 1, 3))
     dw = jnp.einsum("bkgn,kgbh->kgnh", z, dd)
     return (dz.astype(z.dtype), dw.astype(w.dtype), (g * d_h).astype(main_h.dtype),
             (g * d_x).astype(main_x.dtype), jnp.sum(g, axis=0))
