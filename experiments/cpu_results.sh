@@ -1,7 +1,7 @@
 #!/bin/bash
 # Re-runs the README's CPU result tables (2-core CPU, real data in $HYPER_DATA_DIR), one job at a time.
 #
-#   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "ptb 0" "ptb 1" "mnist 0 25" "cifar 0" throughput
+#   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "ptb 0" "ptb 1" "mnist 0 100" "cifar 0" throughput
 #   python -m experiments.results_table runs/ptb/*      # then the tables
 #
 # Each job writes runs/<family>/<variant>_s<seed> and a log in runs/logs/.
