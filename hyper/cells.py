@@ -140,33 +140,6 @@ def _scaled_weight_change(delta_scale: Array, kernel: Array, groups: int) -> Arr
     return change / jnp.sqrt(jnp.sum(sq_norms, axis=-1))
 
 
-@jax.custom_vjp
-def _embed_to_units(z: Array, w: Array) -> Array:
-    """d[b, k, g] = z[b, k, g] @ w[k, g] for z [B, K, G, N_z], w [K, G, N_z, units] (K*G tiny matrices).
-
-    Forward as a fused multiply-add over the small N_z (a batched dot of many tiny matrices is slow on
-    CPU); backward with dw as a batched matmul contracting the batch (an elementwise product reduced over
-    the batch axis is slow), dz as a multiply-add reduced over units.
-    """
-    return jnp.sum(z[..., None] * w, axis=-2)
-
-
-def _embed_to_units_fwd(z, w):
-    return _embed_to_units(z, w), (z, w)
-
-
-def _embed_to_units_bwd(res, g):
-    z, w = res
-    dz = jnp.sum(g[..., None, :] * w, axis=-1)
-    zf = z.reshape((-1,) + z.shape[-3:])
-    gf = g.reshape((-1,) + g.shape[-3:])
-    dw = jnp.einsum("bkgn,bkgh->kgnh", zf, gf)
-    return dz.astype(z.dtype), dw.astype(w.dtype)
-
-
-_embed_to_units.defvjp(_embed_to_units_fwd, _embed_to_units_bwd)
-
-
 def _embed_unrolled(z: Array, w: Array) -> Array:
     """sum_n z[..., n] w[..., n, :] for z [B, *G, N_z], w [*G, N_z, units] as N_z fused multiply-adds.
 
@@ -452,22 +425,21 @@ class HyperLSTMCell(_CellBase):
         """
         return _split_gates(self.input_proj(x), self.features), self.hyper_input_proj(x)
 
-    def _embeddings(self, hyper_out: Array) -> tuple[Array, Array, Array]:
-        """ĥ [B, Ĥ] -> (z_h, z_x, z_b), each [B, 4, N_z], in one matmul."""
+    def _embeddings(self, hyper_out: Array) -> Array:
+        """ĥ [B, Ĥ] -> z [B, 3, 4, N_z]: (z_h, z_x, z_b) for each gate, in one matmul."""
         kernel = jnp.concatenate([self.z_h_kernel, self.z_x_kernel, self.z_b_kernel], axis=1)
         z = _dot(hyper_out, kernel.reshape(self.hyper_features, -1), self.dtype)
         z = z.reshape(z.shape[:-1] + (3, NUM_GATES, self.embedding_size))
-        z_h = z[..., 0, :, :] + _up(self.z_h_bias)
-        z_x = z[..., 1, :, :] + _up(self.z_x_bias)
-        return z_h, z_x, z[..., 2, :, :]
+        bias = jnp.stack([self.z_h_bias, self.z_x_bias, jnp.zeros_like(self.z_h_bias)])  # z_b has none
+        return z + _up(bias)
+
+    def _projections(self) -> Array:
+        """(W_hz, W_xz, W_bz) stacked: [3, 4, N_z, units]."""
+        return _up(jnp.stack([self.scale_h, self.scale_x, self.bias_z]))
 
     def _scales(self, hyper_out: Array) -> tuple[Array, Array, Array]:
-        """ĥ -> (d_h, d_x, generated bias), each [B, 4, units]."""
-        z = jnp.stack(self._embeddings(hyper_out), axis=-3)  # [B, 3, 4, N_z]
-        w = _up(jnp.stack([self.scale_h, self.scale_x, self.bias_z]))  # [3, 4, N_z, units]
-        # The barrier keeps XLA from fusing (and so recomputing) this reduction into each of its consumers
-        # (the layer-norm moments and the normalisation).
-        d = jax.lax.optimization_barrier(_embed_to_units(z, w))  # [B, 3, 4, units]
+        """ĥ -> (d_h, d_x, generated bias), each [B, 4, units] (for diagnostics and `generated`)."""
+        d = _embed_unrolled(self._embeddings(hyper_out), self._projections())  # [B, 3, 4, units]
         return d[..., 0, :, :], d[..., 1, :, :], d[..., 2, :, :]
 
     def generated(self, carry, projected, deterministic: Optional[bool] = None) -> dict[str, Array]:
@@ -506,11 +478,11 @@ class HyperLSTMCell(_CellBase):
         main_h, hyper_h = self._recurrent_h(h)
         new_hyper, hyper_out = self._hyper_step(carry, projected, deterministic, hyper_h)
         units = self.features
-        z = jnp.stack(self._embeddings(hyper_out), axis=-3)  # [B, 3, 4, N_z]
-        w = _up(jnp.stack([self.scale_h, self.scale_x, self.bias_z]))  # [3, 4, N_z, units]
+        z = self._embeddings(hyper_out)  # [B, 3, 4, N_z]
         lead = z.shape[:-3]
         pre = _modulated_preactivation(
-            z.reshape((-1,) + z.shape[-3:]), w, _split_gates(main_h, units).reshape(-1, NUM_GATES, units),
+            z.reshape((-1,) + z.shape[-3:]), self._projections(),
+            _split_gates(main_h, units).reshape(-1, NUM_GATES, units),
             main_x.reshape(-1, NUM_GATES, units), _split_gates(_up(self.bias), units))
         pre = pre.reshape(lead + pre.shape[-2:])
         if self.layer_norm:
