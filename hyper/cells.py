@@ -22,7 +22,8 @@ stored [fan_in, 4 * units], gate g in columns g*units:(g+1)*units; "the rows of 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -124,6 +125,31 @@ def _lstm_update(pre: Array, c: Array, forget_bias: float, cand_mask: Optional[A
     return new_c, tanh_c * jax.nn.sigmoid(o), tanh_c
 
 
+def _sum_preactivation(*parts: Array) -> Array:
+    """W_x x + W_h h (+ b): the plain LSTM's gate pre-activations."""
+    return functools.reduce(jnp.add, parts)
+
+
+def _gate_update(pre_fn: Callable[..., Array], pre_args: tuple, c: Array, forget_bias: float,
+                 cand_mask: Optional[Array], ln_gates: Optional[tuple[Array, Array]],
+                 ln_cell: Optional[tuple[Array, Array]]) -> tuple[Array, Array, Array]:
+    """pre = pre_fn(*pre_args) [B, 4, H], optional layer norm per gate, then `_lstm_update`."""
+    pre = pre_fn(*pre_args)
+    if ln_gates is not None:
+        pre = layer_norm(pre, *ln_gates)
+    return _lstm_update(pre, c, forget_bias, cand_mask, ln_cell)
+
+
+# `_gate_update` rematerialised (`jax.checkpoint`): the backward pass keeps only the arguments (for the
+# HyperLSTM: W_h h_{t-1}, the scanned W_x x_t and the tiny embeddings z; for layer norm also its parameters)
+# and recomputes the pre-activations and the gate nonlinearities, a few elementwise operations away,
+# instead of storing about a dozen [B, H] intermediates at every time step: on CPU every stored byte is a
+# freshly written page at every call. Measured at the PTB shape (benchmarks/rnn_step.py), it saves
+# ~2 ms of ~29 per step for the HyperLSTM (whose backward pass needs W_h h_{t-1} anyway) and ~4 of ~27
+# for the LN LSTM, and costs the plain LSTM up to ~1 ms of ~22, which therefore does not use it.
+_gate_update_remat = jax.checkpoint(_gate_update, static_argnums=(0, 3))
+
+
 def _split_gates(x: Array, units: int) -> Array:
     return x.reshape(x.shape[:-1] + (NUM_GATES, units))
 
@@ -177,6 +203,8 @@ def _modulated_preactivation_fwd(z, w, main_h, main_x, bias):
 
 def _modulated_preactivation_bwd(res, g):
     z, w, main_h, main_x = res
+    # z_t as one small array: without this XLA re-slices the stacked z inside every consumer fusion.
+    z = jax.lax.optimization_barrier(z)
     d_h = _embed_unrolled(z[:, 0], w[0])
     d_x = _embed_unrolled(z[:, 1], w[1])
     # d loss / d (d_h, d_x, b), built directly in [3, 4, B, units] layout: the (scale, gate) pairs are the
@@ -190,6 +218,15 @@ def _modulated_preactivation_bwd(res, g):
 
 
 _modulated_preactivation.defvjp(_modulated_preactivation_fwd, _modulated_preactivation_bwd)
+
+
+def _modulated_preactivation_nd(z: Array, w: Array, main_h: Array, main_x: Array, bias: Array) -> Array:
+    """`_modulated_preactivation` for any leading axes: z [..., 3, 4, N_z], main_h / main_x [..., 4, H]."""
+    lead = z.shape[:-3]
+    pre = _modulated_preactivation(z.reshape((-1,) + z.shape[-3:]), w,
+                                   main_h.reshape((-1,) + main_h.shape[-2:]),
+                                   main_x.reshape((-1,) + main_x.shape[-2:]), bias)
+    return pre.reshape(lead + pre.shape[-2:])
 
 
 class InputProjection(nn.Module):
@@ -286,17 +323,20 @@ class LSTMCell(_CellBase):
 
     def step(self, carry, projected: Array, deterministic: Optional[bool] = None, diagnostics: bool = False):
         c, h = carry
-        pre = projected + _dot(h, self.recurrent_kernel, self.dtype)
-        pre = _split_gates(pre, self.features)
+        units = self.features
+        parts = (_split_gates(projected, units),
+                 _split_gates(_dot(h, self.recurrent_kernel, self.dtype), units))
         if self.use_layer_norm:
-            pre = layer_norm(pre, _up(self.ln_gates_scale),
-                             _up(self.ln_gates_bias))
+            ln_gates = (_up(self.ln_gates_scale), _up(self.ln_gates_bias))
             ln_cell = (_up(self.ln_cell_scale), _up(self.ln_cell_bias))
         else:
-            pre = pre + _split_gates(_up(self.bias), self.features)
-            ln_cell = None
+            parts += (_split_gates(_up(self.bias), units),)
+            ln_gates = ln_cell = None
         mask = self._dropout_mask(self.recurrent_dropout, c.shape, deterministic)
-        new_c, new_h, tanh_c = _lstm_update(pre, _up(c), self.forget_bias, mask, ln_cell)
+        # Rematerialising pays with layer norm and not without (see `_gate_update_remat`).
+        update = _gate_update_remat if self.use_layer_norm else _gate_update
+        new_c, new_h, tanh_c = update(_sum_preactivation, parts, _up(c), self.forget_bias, mask, ln_gates,
+                                      ln_cell)
         out = new_h if self.dtype is None else new_h.astype(self.dtype)
         diag = {}
         if diagnostics:
@@ -459,16 +499,18 @@ class HyperLSTMCell(_CellBase):
         if h_part is None:
             h_part = self._recurrent_h(h)[1]
         _, hyper_x = projected
-        pre = hyper_x + h_part + _dot(hh, self.hyper_recurrent_kernel, self.dtype)
-        pre = _split_gates(pre, self.hyper_features)
+        hu = self.hyper_features
+        parts = (_split_gates(hyper_x, hu), _split_gates(h_part, hu),
+                 _split_gates(_dot(hh, self.hyper_recurrent_kernel, self.dtype), hu))
         if self.layer_norm:
-            pre = layer_norm(pre, _up(self.hyper_ln_gates_scale), _up(self.hyper_ln_gates_bias))
+            ln_gates = (_up(self.hyper_ln_gates_scale), _up(self.hyper_ln_gates_bias))
             ln_cell = (_up(self.hyper_ln_cell_scale), _up(self.hyper_ln_cell_bias))
         else:
-            pre = pre + _split_gates(_up(self.hyper_bias), self.hyper_features)
-            ln_cell = None
+            parts += (_split_gates(_up(self.hyper_bias), hu),)
+            ln_gates = ln_cell = None
         mask = self._dropout_mask(self.hyper_recurrent_dropout, hc.shape, deterministic)
-        new_hc, new_hh, _ = _lstm_update(pre, _up(hc), self.forget_bias, mask, ln_cell)
+        new_hc, new_hh, _ = _gate_update(_sum_preactivation, parts, _up(hc), self.forget_bias, mask,
+                                          ln_gates, ln_cell)
         hyper_out = new_hh if self.hyper_output == "current" else _up(hh)
         return (new_hc, new_hh), hyper_out
 
@@ -479,19 +521,16 @@ class HyperLSTMCell(_CellBase):
         new_hyper, hyper_out = self._hyper_step(carry, projected, deterministic, hyper_h)
         units = self.features
         z = self._embeddings(hyper_out)  # [B, 3, 4, N_z]
-        lead = z.shape[:-3]
-        pre = _modulated_preactivation(
-            z.reshape((-1,) + z.shape[-3:]), self._projections(),
-            _split_gates(main_h, units).reshape(-1, NUM_GATES, units),
-            main_x.reshape(-1, NUM_GATES, units), _split_gates(_up(self.bias), units))
-        pre = pre.reshape(lead + pre.shape[-2:])
+        pre_args = (z, self._projections(), _split_gates(main_h, units), main_x,
+                    _split_gates(_up(self.bias), units))
         if self.layer_norm:
-            pre = layer_norm(pre, _up(self.ln_gates_scale), _up(self.ln_gates_bias))
+            ln_gates = (_up(self.ln_gates_scale), _up(self.ln_gates_bias))
             ln_cell = (_up(self.ln_cell_scale), _up(self.ln_cell_bias))
         else:
-            ln_cell = None
+            ln_gates = ln_cell = None
         mask = self._dropout_mask(self.recurrent_dropout, c.shape, deterministic)
-        new_c, new_h, tanh_c = _lstm_update(pre, _up(c), self.forget_bias, mask, ln_cell)
+        new_c, new_h, tanh_c = _gate_update_remat(_modulated_preactivation_nd, pre_args, _up(c),
+                                                  self.forget_bias, mask, ln_gates, ln_cell)
         out = new_h if self.dtype is None else new_h.astype(self.dtype)
         diag = {}
         if diagnostics:
