@@ -374,3 +374,26 @@ def test_rematerialised_gate_update_matches_stored(layer_norm, dropout):
     for a, r in zip(leaves, ref_leaves):
         assert float(jnp.max(jnp.abs(r))) > 0  # every argument gets a gradient
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_hyperlstm_remat_option_changes_nothing_but_the_schedule(layer_norm):
+    """`HyperLSTMCell(remat=True)` (recompute the gates in the backward pass) and `remat=False` give the same
+    sequence outputs and the same parameter gradients through `flax.linen.RNN`."""
+    x = jax.random.normal(jax.random.key(3), (2, 5, 3))
+    grads = {}
+    for remat in (False, True):
+        cell = HyperLSTMCell(6, hyper_features=4, embedding_size=2, layer_norm=layer_norm, remat=remat)
+        rnn = nn.RNN(cell)
+        params = rnn.init(jax.random.key(0), x)["params"]
+        params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(1), p.shape), params)
+
+        def loss(p):
+            return jnp.sum(jnp.sin(rnn.apply({"params": p}, x)))
+
+        grads[remat] = jax.value_and_grad(loss)(params)
+    np.testing.assert_allclose(grads[True][0], grads[False][0], rtol=1e-6)
+    leaves_t, leaves_f = jax.tree.leaves(grads[True][1]), jax.tree.leaves(grads[False][1])
+    assert len(leaves_t) == len(leaves_f) > 10
+    for a, b in zip(leaves_t, leaves_f):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
