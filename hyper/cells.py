@@ -115,7 +115,10 @@ def _lstm_update(pre: Array, c: Array, forget_bias: float, cand_mask: Optional[A
     Recurrent dropout without memory loss (Semeniuta et al.) multiplies the candidate tanh(j) only.
     With layer norm, tanh(c_t) is tanh(LN(c_t)), the value that enters h_t.
     """
-    i, j, f, o = pre[..., 0, :], pre[..., 1, :], pre[..., 2, :], pre[..., 3, :]
+    if isinstance(pre, (tuple, list)):
+        i, j, f, o = pre
+    else:
+        i, j, f, o = pre[..., 0, :], pre[..., 1, :], pre[..., 2, :], pre[..., 3, :]
     g = jnp.tanh(j)
     if cand_mask is not None:
         g = g * cand_mask
@@ -125,18 +128,28 @@ def _lstm_update(pre: Array, c: Array, forget_bias: float, cand_mask: Optional[A
     return new_c, tanh_c * jax.nn.sigmoid(o), tanh_c
 
 
-def _sum_preactivation(*parts: Array) -> Array:
-    """W_x x + W_h h (+ b): the plain LSTM's gate pre-activations."""
-    return functools.reduce(jnp.add, parts)
+def _gate_tuple(x) -> tuple[Array, ...]:
+    """The 4 gates of x: a tuple of [..., H] as is, or x [..., 4, H] split."""
+    return tuple(x) if isinstance(x, (tuple, list)) else tuple(x[..., k, :] for k in range(NUM_GATES))
+
+
+def _sum_preactivation(*parts) -> tuple[Array, ...]:
+    """W_x x + W_h h (+ b) per gate: the plain LSTM's gate pre-activations. Each part is a tuple of the 4
+    gates' [..., H] or an array [..., 4, H]."""
+    return tuple(functools.reduce(jnp.add, gates) for gates in zip(*map(_gate_tuple, parts)))
 
 
 def _gate_update(pre_fn: Callable[..., Array], pre_args: tuple, c: Array, forget_bias: float,
                  cand_mask: Optional[Array], ln_gates: Optional[tuple[Array, Array]],
                  ln_cell: Optional[tuple[Array, Array]]) -> tuple[Array, Array, Array]:
-    """pre = pre_fn(*pre_args) [B, 4, H], optional layer norm per gate, then `_lstm_update`."""
+    """pre = pre_fn(*pre_args) ([B, 4, H], or a tuple of the 4 gates' [B, H]), optional layer norm per
+    gate, then `_lstm_update`."""
     pre = pre_fn(*pre_args)
     if ln_gates is not None:
-        pre = layer_norm(pre, *ln_gates)
+        if isinstance(pre, (tuple, list)):
+            pre = tuple(layer_norm(p, ln_gates[0][k], ln_gates[1][k]) for k, p in enumerate(pre))
+        else:
+            pre = layer_norm(pre, *ln_gates)
     return _lstm_update(pre, c, forget_bias, cand_mask, ln_cell)
 
 
@@ -183,14 +196,14 @@ def _embed_unrolled(z: Array, w: Array) -> Array:
 
 
 @jax.custom_vjp
-def _modulated_preactivation(z: Array, w: Array, main_h: Array, main_x: Array, bias: Array) -> Array:
-    """d_h ⊙ W_h h + d_x ⊙ W_x x + b(z_b) + b_0 with (d_h, d_x, b) = z @ w (eq. 8 for the LSTM's gates).
+def _modulated_gate(z: Array, w: Array, main_h: Array, main_x: Array, bias: Array) -> Array:
+    """One gate's d_h ⊙ W_h h + d_x ⊙ W_x x + b(z_b) + b_0, (d_h, d_x, b) = z @ w (eq. 8, one LSTM gate).
 
-    z [B, 3, 4, N_z] (z_h, z_x, z_b), w [3, 4, N_z, units], main_h / main_x [B, 4, units] (W_h h_{t-1},
-    W_x x_t), bias [4, units] (b_0) -> [B, 4, units]. The custom VJP keeps only z (tiny) as a residual
-    and regenerates d_h, d_x in the backward pass instead of storing the [B, 3, 4, units] scales at every
-    time step: the scales are a few multiply-adds away from z, and storing them dominated the memory
-    traffic of the HyperLSTM step on CPU.
+    z [B, 3, N_z] (z_h, z_x, z_b of this gate), w [3, N_z, units], main_h / main_x [B, units] (this gate's
+    rows of W_h h_{t-1} and W_x x_t), bias [units] (b_0) -> [B, units]. The custom VJP keeps only z (tiny)
+    as a residual and regenerates d_h, d_x in the backward pass instead of storing the [B, 3, units]
+    scales at every time step: the scales are a few multiply-adds away from z, and storing them dominated
+    the memory traffic of the HyperLSTM step on CPU.
     """
     d_h = _embed_unrolled(z[:, 0], w[0])
     d_x = _embed_unrolled(z[:, 1], w[1])
@@ -198,57 +211,71 @@ def _modulated_preactivation(z: Array, w: Array, main_h: Array, main_x: Array, b
     return d_h * main_h + d_x * main_x + d_b + bias
 
 
-def _modulated_preactivation_fwd(z, w, main_h, main_x, bias):
-    return _modulated_preactivation(z, w, main_h, main_x, bias), (z, w, main_h, main_x)
+def _modulated_gate_fwd(z, w, main_h, main_x, bias):
+    return _modulated_gate(z, w, main_h, main_x, bias), (z, w, main_h, main_x)
 
 
-def _modulated_preactivation_bwd(res, g):
+def _modulated_gate_bwd(res, g):
     z, w, main_h, main_x = res
     # z_t as one small array: without this XLA re-slices the stacked z inside every consumer fusion.
     z = jax.lax.optimization_barrier(z)
     d_h = _embed_unrolled(z[:, 0], w[0])
     d_x = _embed_unrolled(z[:, 1], w[1])
-    # d loss / d (d_h, d_x, b), built directly in [3, 4, B, units] layout: the (scale, gate) pairs are the
-    # batch axes of the dw contraction, so no transposed copy is needed there.
-    g_t = jnp.swapaxes(g, 0, 1)
-    dd = jnp.stack([g_t * jnp.swapaxes(main_h, 0, 1), g_t * jnp.swapaxes(main_x, 0, 1), g_t])
-    dz = jnp.transpose(jnp.einsum("kgbh,kgnh->kgbn", dd, w), (2, 0, 1, 3))
-    dw = jnp.einsum("bkgn,kgbh->kgnh", z, dd)
+    # d loss / d (d_h, d_x, b) as [3, B, units]: the scale index is the batch axis of the dw contraction.
+    dd = jnp.stack([g * main_h, g * main_x, g])
+    dz = jnp.einsum("kbh,knh->bkn", dd, w)
+    dw = jnp.einsum("bkn,kbh->knh", z, dd)
     return (dz.astype(z.dtype), dw.astype(w.dtype), (g * d_h).astype(main_h.dtype),
             (g * d_x).astype(main_x.dtype), jnp.sum(g, axis=0))
 
 
-_modulated_preactivation.defvjp(_modulated_preactivation_fwd, _modulated_preactivation_bwd)
+_modulated_gate.defvjp(_modulated_gate_fwd, _modulated_gate_bwd)
 
 
-def _modulated_preactivation_nd(z: Array, w: Array, main_h: Array, main_x: Array, bias: Array) -> Array:
-    """`_modulated_preactivation` for any leading axes: z [..., 3, 4, N_z], main_h / main_x [..., 4, H]."""
+def _modulated_preactivation(z: Array, w: Array, main_h, main_x, bias: Array) -> tuple[Array, ...]:
+    """The 4 gates' weight-scaled pre-activations (eq. 8), each [..., units], for any leading axes.
+
+    z [..., 3, 4, N_z], w [3, 4, N_z, units], main_h / main_x: tuples of the 4 gates' [..., units]
+    (W_h h_{t-1} and W_x x_t by gate), bias [4, units]. The gates stay separate arrays: XLA's CPU code for
+    a fusion that reads several gate slices of one scanned [T, B, 4, units] array was measured several
+    times slower than for separate [T, B, units] arrays.
+    """
     lead = z.shape[:-3]
-    pre = _modulated_preactivation(z.reshape((-1,) + z.shape[-3:]), w,
-                                   main_h.reshape((-1,) + main_h.shape[-2:]),
-                                   main_x.reshape((-1,) + main_x.shape[-2:]), bias)
-    return pre.reshape(lead + pre.shape[-2:])
+    z = z.reshape((-1,) + z.shape[-3:])
+    flat = lambda a: a.reshape((-1, a.shape[-1]))  # noqa: E731
+    return tuple(_modulated_gate(z[:, :, k], w[:, k], flat(main_h[k]), flat(main_x[k]), bias[k])
+                 .reshape(lead + (w.shape[-1],)) for k in range(NUM_GATES))
 
 
 class InputProjection(nn.Module):
-    """x @ W for float x [..., D], or W[ids] (one-hot @ W as a gather) for integer ids with `vocab_size`."""
+    """x @ W for float x [..., D], or W[ids] (one-hot @ W as a gather) for integer ids with `vocab_size`.
+
+    `num_blocks > 1`: a tuple of the projections onto W's `num_blocks` equal column blocks (e.g. the 4
+    gates), each computed directly from its block of W (no copy of a full-width result).
+    """
 
     features: int
     vocab_size: Optional[int] = None
     kernel_init: Any = per_gate_orthogonal()
     dtype: Optional[Dtype] = None
     param_dtype: Dtype = jnp.float32
+    num_blocks: int = 1
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array):
         if jnp.issubdtype(x.dtype, jnp.integer):
             if self.vocab_size is None:
                 raise ValueError("integer inputs need the cell's vocab_size (they stand for one-hot vectors)")
             kernel = self.param("kernel", self.kernel_init, (self.vocab_size, self.features),
                                 self.param_dtype)
-            return _up(jnp.take(kernel, x, axis=0))
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
-        return _dot(x, kernel, self.dtype)
+            project = lambda w: _up(jnp.take(w, x, axis=0))  # noqa: E731
+        else:
+            kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+            project = lambda w: _dot(x, w, self.dtype)  # noqa: E731
+        if self.num_blocks == 1:
+            return project(kernel)
+        n = self.features // self.num_blocks
+        return tuple(project(kernel[:, k * n:(k + 1) * n]) for k in range(self.num_blocks))
 
 
 class _CellBase(nn.RNNCellBase):
@@ -433,7 +460,8 @@ class HyperLSTMCell(_CellBase):
         h, hh, nz, pd = self.features, self.hyper_features, self.embedding_size, self.param_dtype
         ortho = per_gate_orthogonal()
         # Main LSTM.
-        self.input_proj = InputProjection(NUM_GATES * h, self.vocab_size, ortho, self.dtype, pd)
+        self.input_proj = InputProjection(NUM_GATES * h, self.vocab_size, ortho, self.dtype, pd,
+                                          num_blocks=NUM_GATES)
         # Everything multiplying h_{t-1}, in one matrix so that one matmul (and, in the backward pass, one
         # gradient accumulation) serves both: columns [:4 units] are W_h (gates i, j, f, o), columns
         # [4 units:] the h_{t-1} rows of the hyper LSTM's input weights W_x̂ (x̂ = [x; h_{t-1}]).
@@ -441,7 +469,8 @@ class HyperLSTMCell(_CellBase):
                                            (h, NUM_GATES * (h + hh)), pd)
         self.bias = self.param("bias", nn.initializers.zeros, (NUM_GATES * h,), pd)  # b_0
         # The x_t rows of W_x̂ (precomputable outside the time loop).
-        self.hyper_input_proj = InputProjection(NUM_GATES * hh, self.vocab_size, ortho, self.dtype, pd)
+        self.hyper_input_proj = InputProjection(NUM_GATES * hh, self.vocab_size, ortho, self.dtype, pd,
+                                                num_blocks=NUM_GATES)
         self.hyper_recurrent_kernel = self.param("hyper_recurrent_kernel", ortho, (hh, NUM_GATES * hh), pd)
         if self.layer_norm:
             ones, zeros = nn.initializers.ones, nn.initializers.zeros
@@ -466,13 +495,14 @@ class HyperLSTMCell(_CellBase):
         self.scale_x = self.param("scale_x", nn.initializers.constant(0.1 / nz), (NUM_GATES, nz, h), pd)
         self.bias_z = self.param("bias_z", nn.initializers.zeros, (NUM_GATES, nz, h), pd)
 
-    def project_inputs(self, x: Array) -> tuple[Array, Array]:
-        """(W_x x [..., 4, units], x-rows of the hyper LSTM's input projection [..., 4 hyper_units]).
+    def project_inputs(self, x: Array) -> tuple[tuple[Array, ...], Array]:
+        """(W_x x as the 4 gates' [..., units], the x-rows of the hyper LSTM's input projection as the 4
+        gates' [..., hyper_units]).
 
-        W_x x comes split by gate so that the scan's backward pass can read it from the scanned inputs
-        instead of storing a reshaped copy at every step.
+        One array per gate, so that the scan hands each gate to the step as its own [B, units] slice (see
+        `_modulated_preactivation`).
         """
-        return _split_gates(self.input_proj(x), self.features), self.hyper_input_proj(x)
+        return self.input_proj(x), self.hyper_input_proj(x)
 
     def _embeddings(self, hyper_out: Array) -> Array:
         """ĥ [B, Ĥ] -> z [B, 3, 4, N_z]: (z_h, z_x, z_b) for each gate, in one matmul."""
@@ -509,7 +539,7 @@ class HyperLSTMCell(_CellBase):
             h_part = self._recurrent_h(h)[1]
         _, hyper_x = projected
         hu = self.hyper_features
-        parts = (_split_gates(hyper_x, hu), _split_gates(h_part, hu),
+        parts = (hyper_x, _split_gates(h_part, hu),
                  _split_gates(_dot(hh, self.hyper_recurrent_kernel, self.dtype), hu))
         if self.layer_norm:
             ln_gates = (_up(self.hyper_ln_gates_scale), _up(self.hyper_ln_gates_bias))
@@ -530,8 +560,8 @@ class HyperLSTMCell(_CellBase):
         new_hyper, hyper_out = self._hyper_step(carry, projected, deterministic, hyper_h)
         units = self.features
         z = self._embeddings(hyper_out)  # [B, 3, 4, N_z]
-        pre_args = (z, self._projections(), _split_gates(main_h, units), main_x,
-                    _split_gates(_up(self.bias), units))
+        main_h = tuple(main_h[..., k * units:(k + 1) * units] for k in range(NUM_GATES))
+        pre_args = (z, self._projections(), main_h, main_x, _split_gates(_up(self.bias), units))
         if self.layer_norm:
             ln_gates = (_up(self.ln_gates_scale), _up(self.ln_gates_bias))
             ln_cell = (_up(self.ln_cell_scale), _up(self.ln_cell_bias))
@@ -540,7 +570,7 @@ class HyperLSTMCell(_CellBase):
         mask = self._dropout_mask(self.recurrent_dropout, c.shape, deterministic)
         remat = self.remat if self.remat is not None else units >= REMAT_MIN_FEATURES
         update = _gate_update_remat if remat else _gate_update
-        new_c, new_h, tanh_c = update(_modulated_preactivation_nd, pre_args, _up(c), self.forget_bias, mask,
+        new_c, new_h, tanh_c = update(_modulated_preactivation, pre_args, _up(c), self.forget_bias, mask,
                                       ln_gates, ln_cell)
         out = new_h if self.dtype is None else new_h.astype(self.dtype)
         diag = {}

@@ -323,24 +323,31 @@ def test_nn_rnn_recurrent_dropout_and_diagnostics():
 
 @pytest.mark.parametrize("nz", [3, 20])  # unrolled multiply-adds (small N_z) and the reduction (large N_z)
 def test_modulated_preactivation_custom_vjp_matches_autodiff(nz):
-    """The hand-written backward pass (it regenerates d_h, d_x from z) equals autodiff of eq. 8's formula."""
+    """The hand-written backward pass (it regenerates d_h, d_x from z) equals autodiff of eq. 8's formula,
+    for the 4 gates given as separate arrays (two leading axes, as inside `nn.RNN` over a batch grid)."""
     from hyper.cells import _modulated_preactivation
     rng = np.random.default_rng(11)
-    b, units = 5, 7
-    args = [jnp.asarray(rng.normal(size=s), jnp.float32)
-            for s in ((b, 3, 4, nz), (3, 4, nz, units), (b, 4, units), (b, 4, units), (4, units))]
+    lead, units = (2, 3), 7
+    f32 = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    z, w, bias = f32(*lead, 3, 4, nz), f32(3, 4, nz, units), f32(4, units)
+    main_h = tuple(f32(*lead, units) for _ in range(4))
+    main_x = tuple(f32(*lead, units) for _ in range(4))
+    args = (z, w, main_h, main_x, bias)
 
     def plain(z, w, main_h, main_x, bias):
-        d = jnp.einsum("bkgn,kgnh->bkgh", z, w, precision="highest")
-        return d[:, 0] * main_h + d[:, 1] * main_x + d[:, 2] + bias
+        d = jnp.einsum("...kgn,kgnh->...kgh", z, w, precision="highest")
+        return tuple(d[..., 0, g, :] * main_h[g] + d[..., 1, g, :] * main_x[g] + d[..., 2, g, :] + bias[g]
+                     for g in range(4))
 
-    cot = jnp.asarray(rng.normal(size=(b, 4, units)), jnp.float32)
-    np.testing.assert_allclose(_modulated_preactivation(*args), plain(*args), rtol=1e-5, atol=1e-5)
+    cot = tuple(f32(*lead, units) for _ in range(4))
+    for a, r in zip(_modulated_preactivation(*args), plain(*args)):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
     ours = jax.vjp(_modulated_preactivation, *args)[1](cot)
     ref = jax.vjp(plain, *args)[1](cot)
     for name, a, r in zip(("z", "w", "main_h", "main_x", "bias"), ours, ref):
-        assert a.shape == r.shape, name
-        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4, err_msg=name)
+        for a_leaf, r_leaf in zip(jax.tree.leaves(a), jax.tree.leaves(r)):
+            assert a_leaf.shape == r_leaf.shape, name
+            np.testing.assert_allclose(a_leaf, r_leaf, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize("layer_norm,dropout", [(False, False), (True, True)])
@@ -348,11 +355,12 @@ def test_rematerialised_gate_update_matches_stored(layer_norm, dropout):
     """`_gate_update_remat` (recomputes the gates in the backward pass) gives the same values and the same
     gradients for every argument as `_gate_update`, with the modulated pre-activation, layer norm and a
     recurrent-dropout mask."""
-    from hyper.cells import _gate_update, _gate_update_remat, _modulated_preactivation_nd
+    from hyper.cells import _gate_update, _gate_update_remat, _modulated_preactivation
     rng = np.random.default_rng(12)
     b, units, nz = 3, 6, 4
     f32 = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
-    pre_args = (f32(b, 3, 4, nz), f32(3, 4, nz, units), f32(b, 4, units), f32(b, 4, units), f32(4, units))
+    pre_args = (f32(b, 3, 4, nz), f32(3, 4, nz, units), tuple(f32(b, units) for _ in range(4)),
+                tuple(f32(b, units) for _ in range(4)), f32(4, units))
     c = f32(b, units)
     mask = jnp.asarray(rng.random((b, units)) > 0.3, jnp.float32) / 0.7 if dropout else None
     ln_gates = (1.0 + f32(4, units), f32(4, units)) if layer_norm else None
@@ -361,7 +369,7 @@ def test_rematerialised_gate_update_matches_stored(layer_norm, dropout):
 
     def run(update):
         def f(pre_args, c, ln_gates, ln_cell):
-            return update(_modulated_preactivation_nd, pre_args, c, 1.0, mask, ln_gates, ln_cell)
+            return update(_modulated_preactivation, pre_args, c, 1.0, mask, ln_gates, ln_cell)
         out, vjp = jax.vjp(f, pre_args, c, ln_gates, ln_cell)
         return out, vjp(cots)
 
@@ -370,7 +378,7 @@ def test_rematerialised_gate_update_matches_stored(layer_norm, dropout):
     for a, r in zip(out, ref_out):
         np.testing.assert_allclose(a, r, rtol=1e-6, atol=1e-6)
     leaves, ref_leaves = jax.tree.leaves(grads), jax.tree.leaves(ref_grads)
-    assert len(leaves) == len(ref_leaves) == 6 + (4 if layer_norm else 0)
+    assert len(leaves) == len(ref_leaves) == 12 + (4 if layer_norm else 0)
     for a, r in zip(leaves, ref_leaves):
         assert float(jnp.max(jnp.abs(r))) > 0  # every argument gets a gradient
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
