@@ -133,9 +133,11 @@ def _gate_tuple(x) -> tuple[Array, ...]:
     return tuple(x) if isinstance(x, (tuple, list)) else tuple(x[..., k, :] for k in range(NUM_GATES))
 
 
-def _sum_preactivation(*parts) -> tuple[Array, ...]:
-    """W_x x + W_h h (+ b) per gate: the plain LSTM's gate pre-activations. Each part is a tuple of the 4
-    gates' [..., H] or an array [..., 4, H]."""
+def _sum_preactivation(*parts):
+    """W_x x + W_h h (+ b): the plain LSTM's gate pre-activations. Each part is an array [..., 4, H] or a
+    tuple of the 4 gates' [..., H]; the result is an array if every part is one, else a tuple by gate."""
+    if not any(isinstance(p, (tuple, list)) for p in parts):
+        return functools.reduce(jnp.add, parts)
     return tuple(functools.reduce(jnp.add, gates) for gates in zip(*map(_gate_tuple, parts)))
 
 
