@@ -159,11 +159,9 @@ def _gate_update(pre_fn: Callable[..., Array], pre_args: tuple, c: Array, forget
 # HyperLSTM: W_h h_{t-1}, the scanned W_x x_t and the tiny embeddings z; for layer norm also its parameters)
 # and recomputes the pre-activations and the gate nonlinearities, a few elementwise operations away,
 # instead of storing about a dozen [B, H] intermediates at every time step: on CPU every stored byte is a
-# freshly written page at every call. Where it pays was measured with benchmarks/rnn_step.py: the LN LSTM
-# always (PTB shape 5,138 -> 5,654 tokens/s, small shape 30,888 -> 37,879); the HyperLSTM from 1000 units
-# on (`HyperLSTMCell.remat`); the plain LSTM never (up to ~1 ms of ~22 per step slower at the PTB shape).
+# freshly written page at every call. Used by the HyperLSTM (`HyperLSTMCell.remat`) and the LN LSTM, where
+# `benchmarks/compare_trees.py` measured it faster; not by the plain LSTM, where it was not (README).
 _gate_update_remat = jax.checkpoint(_gate_update, static_argnums=(0, 3))
-REMAT_MIN_FEATURES = 1000
 
 
 def _split_gates(x: Array, units: int) -> Array:
@@ -219,8 +217,6 @@ def _modulated_gate_fwd(z, w, main_h, main_x, bias):
 
 def _modulated_gate_bwd(res, g):
     z, w, main_h, main_x = res
-    # z_t as one small array: without this XLA re-slices the stacked z inside every consumer fusion.
-    z = jax.lax.optimization_barrier(z)
     d_h = _embed_unrolled(z[:, 0], w[0])
     d_x = _embed_unrolled(z[:, 1], w[1])
     # d loss / d (d_h, d_x, b) as [3, B, units]: the scale index is the batch axis of the dw contraction.
@@ -434,12 +430,11 @@ class HyperLSTMCell(_CellBase):
     'previous' from the one used at t to the one used at t+1); `weight_change_x` the same for W_x;
     `tanh_c` [B, units].
 
-    `remat`: recompute the main cell's gate pre-activations and nonlinearities in the backward pass
-    instead of storing them (`_gate_update_remat`); values and gradients are the same. None (default):
-    only for `features >= REMAT_MIN_FEATURES` (1000), where it was measured faster on CPU (PTB shape,
-    1000 units, batch 128: 27.0 instead of 29.2 ms per time step, XLA memory 931 instead of 1,419 MB);
-    with 256 and 512 units it was slower (HyperLSTM / LSTM tokens/s 0.71 -> 0.58 at 256 units, batch 32;
-    0.70 -> 0.59 at 512 units, batch 128): the weight scaling is recomputed for little saved traffic.
+    `remat` (default True): recompute the main cell's gate pre-activations and nonlinearities in the
+    backward pass instead of storing them (`_gate_update_remat`); values and gradients are the same.
+    Measured on CPU with `benchmarks/compare_trees.py` against a copy with it off, ms per time step:
+    1000 units 28.3 vs 29.4 (LN 33.1 vs 45.6), 512 units 10.3 vs 11.4, 256 units (batch 32) 1.20 vs
+    1.28 (LN 1.82 vs 1.91).
     """
 
     features: int
@@ -454,7 +449,7 @@ class HyperLSTMCell(_CellBase):
     deterministic: bool = True
     dtype: Optional[Dtype] = None
     param_dtype: Dtype = jnp.float32
-    remat: Optional[bool] = None
+    remat: bool = True
 
     def setup(self):
         if self.hyper_output not in ("current", "previous"):
@@ -570,8 +565,7 @@ class HyperLSTMCell(_CellBase):
         else:
             ln_gates = ln_cell = None
         mask = self._dropout_mask(self.recurrent_dropout, c.shape, deterministic)
-        remat = self.remat if self.remat is not None else units >= REMAT_MIN_FEATURES
-        update = _gate_update_remat if remat else _gate_update
+        update = _gate_update_remat if self.remat else _gate_update
         new_c, new_h, tanh_c = update(_modulated_preactivation, pre_args, _up(c), self.forget_bias, mask,
                                       ln_gates, ln_cell)
         out = new_h if self.dtype is None else new_h.astype(self.dtype)
