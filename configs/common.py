@@ -101,6 +101,7 @@ def char_lm(config: ml_collections.ConfigDict, *, cell: str, features: int, num_
   m.output_dropout = round(1.0 - keep_output, 6)  # Dropout rate on the top layer's output.
   m.recurrent_dropout = round(1.0 - keep_recurrent, 6)  # Recurrent dropout rate on the cell update g_t.
   m.dtype = 'float32'  # Computation dtype ('bfloat16' for speed on accelerators).
+  m.z_init = 'reference'  # HyperLSTM z init: 'reference' (A.2.3), 'random_embedding', 'random_projection'.
 
   d = config.data
   d.name = data  # Corpus for experiments.data.text.load_char_corpus ('synthetic', 'ptb_char', 'enwik8').

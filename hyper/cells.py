@@ -59,6 +59,32 @@ def per_gate_orthogonal(num_gates: int = NUM_GATES, scale: float = 1.0):
     return init
 
 
+Z_INITS = ("reference", "random_embedding", "random_projection")
+
+
+def z_initializers(z_init: str, embedding_size: int):
+    """(init of W_ĥh and W_ĥx, init of W_hz and W_xz) for `HyperLSTMCell.z_init`.
+
+    'reference' (A.2.3, the author's code): W_ĥh = W_ĥx = 0 and W_hz = W_xz = 0.1 / N_z. Then the N_z
+    coordinates of z_h (and of z_x) are exchangeable: they receive equal gradients at every step and stay
+    equal, so d_h and d_x are driven by one number per gate whatever N_z is.
+    'random_embedding': W_ĥh, W_ĥx ~ N(0, 0.01²), as the reference code's W_ĥb, so z_h = 1 + noise.
+    'random_projection': W_hz, W_xz = 0.1 / N_z · (1 + N(0, 0.1²)), entry by entry.
+    In all three, d_h = d_x = 0.1 at the start up to small noise and the generated bias starts at 0.
+    """
+    constant = nn.initializers.constant(0.1 / embedding_size)
+    if z_init == "reference":
+        return nn.initializers.zeros, constant
+    if z_init == "random_embedding":
+        return nn.initializers.normal(0.01), constant
+    if z_init == "random_projection":
+        def noisy(key, shape, dtype=jnp.float32):
+            noise = 0.1 * jax.random.normal(key, shape, jnp.float32)
+            return ((0.1 / embedding_size) * (1.0 + noise)).astype(dtype)
+        return nn.initializers.zeros, noisy
+    raise ValueError(f"z_init must be one of {Z_INITS}, got {z_init!r}")
+
+
 def _concat_init(first, first_columns: int, rest):
     """Init a [fan_in, n] matrix as columns [:first_columns] from `first`, the others from `rest`."""
 
@@ -408,9 +434,9 @@ class HyperLSTMCell(_CellBase):
     block (each input source — x, h, ĥ — its own block); parameter `recurrent_kernel` holds W_h in its
     first 4*units columns and the h_{t-1} rows of the hyper LSTM's input weights in the rest; b_0 = 0;
     W_ĥh, W_ĥx = 0 with biases 1; W_ĥb ~ N(0, 0.01²), no bias (as the reference `zb`);
-    W_hz, W_xz = 0.1 / N_z (so d = 0.1 at init); W_bz = 0 (generated bias 0 at init). Note that with this init the N_z coordinates of z_h (and z_x) are
-    exchangeable and stay equal under gradient descent (only z_b is randomly initialised), as in the
-    reference code.
+    W_hz, W_xz = 0.1 / N_z (so d = 0.1 at init); W_bz = 0 (generated bias 0 at init). With this init (`z_init='reference'`) the N_z coordinates of z_h
+    (and z_x) are exchangeable and stay equal under gradient descent (only z_b is randomly initialised);
+    `z_init` offers symmetry-breaking alternatives (see `z_initializers`).
 
     Bias / layer-norm rule (fixed by the paper's parameter counts): this cell keeps b_0 even with layer
     norm (as the reference code; Table 3's 14.41M two-layer LN HyperLSTM needs it), while the hyper LSTM,
@@ -450,10 +476,13 @@ class HyperLSTMCell(_CellBase):
     dtype: Optional[Dtype] = None
     param_dtype: Dtype = jnp.float32
     remat: bool = True
+    z_init: str = "reference"
 
     def setup(self):
         if self.hyper_output not in ("current", "previous"):
             raise ValueError(f"hyper_output must be 'current' or 'previous', got {self.hyper_output!r}")
+        if self.z_init not in Z_INITS:
+            raise ValueError(f"z_init must be one of {Z_INITS}, got {self.z_init!r}")
         h, hh, nz, pd = self.features, self.hyper_features, self.embedding_size, self.param_dtype
         ortho = per_gate_orthogonal()
         # Main LSTM.
@@ -482,14 +511,15 @@ class HyperLSTMCell(_CellBase):
         else:
             self.hyper_bias = self.param("hyper_bias", nn.initializers.zeros, (NUM_GATES * hh,), pd)
         # Embeddings z (eq. 5 / A.2.2), per gate: [hyper_units, 4, N_z].
-        self.z_h_kernel = self.param("z_h_kernel", nn.initializers.zeros, (hh, NUM_GATES, nz), pd)
+        embed_init, scale_init = z_initializers(self.z_init, nz)
+        self.z_h_kernel = self.param("z_h_kernel", embed_init, (hh, NUM_GATES, nz), pd)
         self.z_h_bias = self.param("z_h_bias", nn.initializers.ones, (NUM_GATES, nz), pd)
-        self.z_x_kernel = self.param("z_x_kernel", nn.initializers.zeros, (hh, NUM_GATES, nz), pd)
+        self.z_x_kernel = self.param("z_x_kernel", embed_init, (hh, NUM_GATES, nz), pd)
         self.z_x_bias = self.param("z_x_bias", nn.initializers.ones, (NUM_GATES, nz), pd)
         self.z_b_kernel = self.param("z_b_kernel", nn.initializers.normal(0.01), (hh, NUM_GATES, nz), pd)
         # Projections z -> d_h, d_x, b (eq. 7-8), per gate: [4, N_z, units].
-        self.scale_h = self.param("scale_h", nn.initializers.constant(0.1 / nz), (NUM_GATES, nz, h), pd)
-        self.scale_x = self.param("scale_x", nn.initializers.constant(0.1 / nz), (NUM_GATES, nz, h), pd)
+        self.scale_h = self.param("scale_h", scale_init, (NUM_GATES, nz, h), pd)
+        self.scale_x = self.param("scale_x", scale_init, (NUM_GATES, nz, h), pd)
         self.bias_z = self.param("bias_z", nn.initializers.zeros, (NUM_GATES, nz, h), pd)
 
     def project_inputs(self, x: Array) -> tuple[tuple[Array, ...], Array]:

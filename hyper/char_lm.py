@@ -44,6 +44,7 @@ class CharLM(nn.Module):
     param_dtype: Any = jnp.float32
     unroll: int = 1
     remat: Optional[str] = None  # see RecurrentStack
+    z_init: str = "reference"  # see hyper.cells.z_initializers
 
     @nn.nowrap
     def _stack(self, **kwargs) -> RecurrentStack:
@@ -52,7 +53,8 @@ class CharLM(nn.Module):
             hyper_features=self.hyper_features, embedding_size=self.embedding_size,
             recurrent_dropout=self.recurrent_dropout, input_dropout=self.input_dropout,
             hyper_output=self.hyper_output, vocab_size=self.vocab_size, dtype=self.dtype,
-            param_dtype=self.param_dtype, unroll=self.unroll, remat=self.remat, **kwargs)
+            param_dtype=self.param_dtype, unroll=self.unroll, remat=self.remat,
+            z_init=self.z_init, **kwargs)
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int):

@@ -24,7 +24,7 @@ CELL_KINDS = ("lstm", "ln_lstm", "hyperlstm", "ln_hyperlstm", "hyperrnn")
 def make_cell(kind: str, features: int, *, hyper_features: int = 128, embedding_size: int = 4,
               recurrent_dropout: float = 0.0, forget_bias: float = 1.0, hyper_output: str = "current",
               vocab_size: Optional[int] = None, dtype=None, param_dtype=jnp.float32,
-              name: Optional[str] = None):
+              name: Optional[str] = None, z_init: str = "reference"):
     """The cell for a kind name ('lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' | 'hyperrnn')."""
     common = dict(vocab_size=vocab_size, dtype=dtype, param_dtype=param_dtype, name=name)
     if kind in ("lstm", "ln_lstm"):
@@ -34,7 +34,7 @@ def make_cell(kind: str, features: int, *, hyper_features: int = 128, embedding_
         return cells_lib.HyperLSTMCell(
             features, hyper_features=hyper_features, embedding_size=embedding_size,
             layer_norm=kind == "ln_hyperlstm", recurrent_dropout=recurrent_dropout,
-            forget_bias=forget_bias, hyper_output=hyper_output, **common)
+            forget_bias=forget_bias, hyper_output=hyper_output, z_init=z_init, **common)
     if kind == "hyperrnn":
         return cells_lib.HyperRNNCell(features, hyper_features=hyper_features,
                                       embedding_size=embedding_size, hyper_output=hyper_output, **common)
@@ -72,6 +72,7 @@ class RecurrentStack(nn.Module):
       dtype, param_dtype: computation dtype of the matmuls (e.g. jnp.bfloat16 on GPU/TPU; the gate
         arithmetic and the carry stay float32) and parameter dtype.
       unroll: `scan` unroll factor.
+      z_init: initialisation of the HyperLSTM's z projections (`hyper.cells.z_initializers`).
       remat: rematerialise the step in the backward pass: None (save every residual), 'dots' (save only
         matmul results, recompute the elementwise work: less memory traffic) or 'full'.
     """
@@ -90,6 +91,7 @@ class RecurrentStack(nn.Module):
     param_dtype: Any = jnp.float32
     unroll: int = 1
     remat: Optional[str] = None
+    z_init: str = "reference"
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int):
@@ -151,7 +153,7 @@ class RecurrentStack(nn.Module):
                 embedding_size=self.embedding_size, recurrent_dropout=self.recurrent_dropout,
                 forget_bias=self.forget_bias, hyper_output=self.hyper_output,
                 vocab_size=self.vocab_size if layer == 0 else None, dtype=self.dtype,
-                param_dtype=self.param_dtype, name=f"layer_{layer}")
+                param_dtype=self.param_dtype, name=f"layer_{layer}", z_init=self.z_init)
             projected = cell.project_inputs(x)  # all T steps in one matmul (or gather)
             if layer == 0 and token_inputs and self.input_dropout > 0 and not deterministic:
                 keep = 1.0 - self.input_dropout

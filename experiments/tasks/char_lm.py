@@ -43,7 +43,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int):
       vocab_size=vocab_size, cell=m.cell, features=m.features, num_layers=m.num_layers,
       hyper_features=m.hyper_features, embedding_size=m.embedding_size,
       input_dropout=m.input_dropout, output_dropout=m.output_dropout,
-      recurrent_dropout=m.recurrent_dropout, dtype=jnp.dtype(m.dtype))
+      recurrent_dropout=m.recurrent_dropout, dtype=jnp.dtype(m.dtype), z_init=m.z_init)
 
 
 class CharLMTask:
