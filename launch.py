@@ -1,28 +1,52 @@
 """Runs one experiment: `python launch.py --config=configs/<family>.py:<variant> --workdir=DIR`.
 
-With no flags it runs the default experiment (configs/default.py, workdir runs/default). Modes: train
-(default; resumes from DIR), eval (a checkpoint on config.eval.splits), sample (char models), summary
-(parameter table, no training). Config errors, bad data, a NaN loss and unusable checkpoints end the run
-with one line on stderr and a non-zero exit. Everything else lives in experiments/.
+Modes: train (default; resumes from DIR), eval (a checkpoint on config.eval.splits), sample (tasks that
+generate), summary (parameter table, no training). Without --config, a workdir's stored config.json is
+used (a new run without either uses configs/default.py). Every config field is checked before anything
+is written (experiments/validate.py); a resume may change only the run length unless
+--allow_config_change is given, which config_changes.jsonl records. A user error ends the run with one
+line on stderr and exit code 2, a runtime failure with one line and exit code 1.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import os
+import re
 import sys
+import tempfile
+import traceback
 
+from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_dict, config_flags
+from etils import epath
+from ml_collections import config_dict
+from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'default.py')
+if ROOT not in sys.path:  # Config files import configs.common and experiments.validate.
+  sys.path.insert(0, ROOT)
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default runs/<family>[_<variant>]).')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'sample', 'summary'], 'What to do.')
+from experiments import validate  # noqa: E402  (after the sys.path line above)
+
+DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'default.py')
+MODES = ('train', 'eval', 'sample', 'summary')
+HELP_FLAGS = ('--help', '-help', '-h', '--helpshort', '--helpfull', '--helpxml', '-?')
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config, configs/<family>.py[:variant]; override fields with '
+    '--config.<field>=<value>. Omitted: the workdir\'s config.json (a new run: configs/default.py).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory, local or e.g. gs://bucket/run '
+                               '(default runs/<family>_<variant>).')
+_MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
 _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Checkpoint for eval/sample.')
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False, 'Resume (or evaluate) a workdir with a config that differs from its '
+    'config.json in more than the run length; a training run records the change in config_changes.jsonl.')
 _MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (several hosts).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multihost).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (multihost).')
@@ -30,11 +54,31 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process (multihost)
 
 
 class UsageError(Exception):
-  """A bad flag or config key; the message is one line."""
+  """Bad flags, config or workdir: printed as one line, exit code 2, before anything is written."""
 
 
-def _config_argument(argv: list[str]) -> str:
-  value = DEFAULT_CONFIG
+def _fail(message: str, code: int) -> None:
+  print(f'error: {" ".join(str(message).split())}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+# ---- flags -------------------------------------------------------------------------------------------
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parse with every failure turned into one line (exit 2); --help exits 0."""
+  try:
+    return flags.FLAGS(argv)
+  except SystemExit as e:
+    if any(a.split('=')[0] in HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)  # absl prints the help and exits 1; asking for help is not an error.
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (flags.Error, and ml-collections' KeyError/...)
+    _fail(_flag_error(e, argv), code=2)
+
+
+def _config_arg(argv: list[str]) -> str | None:
+  value = None
   for i, arg in enumerate(argv):
     if arg.startswith('--config='):
       value = arg.split('=', 1)[1]
@@ -43,85 +87,183 @@ def _config_argument(argv: list[str]) -> str:
   return value
 
 
-def _leaf_paths(config, prefix: str = '') -> list[str]:
-  paths = []
-  for key, value in config.items():
-    path = f'{prefix}{key}'
-    paths.append(path)
-    if isinstance(value, config_dict.ConfigDict):
-      paths += _leaf_paths(value, path + '.')
-  return paths
+def _override_keys(argv: list[str]) -> list[str]:
+  return [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
 
 
-def check_config_arguments(argv: list[str]) -> None:
-  """Loads the config and checks every --config.<key> override before absl parses the flags.
+def _flag_error(e: Exception, argv: list[str]) -> str:
+  message = str(e).strip().strip('"\'')
+  if isinstance(e, flags.UnrecognizedFlagError) and str(e.flagname).startswith('config.'):
+    return (f'--{e.flagname} overrides a field of --config, which is missing; give '
+            f'--config=configs/<family>.py[:variant] (to change a stored run, repeat its --config)')
+  if isinstance(e, flags.UnrecognizedFlagError):
+    return f'{message}; python launch.py --help lists the flags'
+  if 'Traceback' in message:  # A config file's get_config raised: its last line is the message.
+    last = [l for l in message.splitlines() if l.strip()][-1]
+    return last.split(': ', 1)[1] if last.split(':', 1)[0].isidentifier() and ': ' in last else last
+  if isinstance(e, (KeyError, AttributeError)):
+    words = re.sub(r'[\\\'"]', ' ', message).split()  # ml-collections quotes the bad name, escaped.
+    return _unknown_key(words[0] if words else message, argv)
+  return message
 
-  ml-collections reports these problems as tracebacks; here each is one line naming the bad key and the
-  nearest valid keys, the list of variants, or the missing file.
-  """
-  path, _, variant = _config_argument(argv).partition(':')
-  if not os.path.isfile(path):
-    raise UsageError(f'config file {path!r} not found; families: '
-                     f'{", ".join(sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py") and f != "common.py"))}')
-  if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-  spec = importlib.util.spec_from_file_location('_launch_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+
+def _unknown_key(name: str, argv: list[str]) -> str:
+  """'unknown config key ...' naming the whole dotted key and the nearest valid ones."""
+  key = next((k for k in _override_keys(argv) if name in k.split('.')), name)
+  valid = []
   try:
+    path, _, variant = (_config_arg(argv) or '').partition(':')
+    spec = importlib.util.spec_from_file_location('_launch_config', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     config = module.get_config(variant or None)
-  except ValueError as e:
-    raise UsageError(str(e)) from None
-  valid = _leaf_paths(config)
-  for arg in argv:
-    if not arg.startswith('--config.'):
-      continue
-    key = arg[len('--config.'):].split('=', 1)[0]
-    if key not in valid:
-      near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
-      if not near:  # Suggest siblings of the deepest valid parent.
-        parent = key.rsplit('.', 1)[0] if '.' in key else ''
-        near = [p for p in valid if parent and p.startswith(parent + '.') and '.' not in p[len(parent) + 1:]][:5]
-      raise UsageError(f'unknown config key {key!r}; nearest valid keys: {", ".join(near) or "(none)"}')
+    valid = list(validate.leaves(config))
+  except Exception:  # pylint: disable=broad-except  (suggestions are a courtesy; the error stands)
+    pass
+  near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  if not near and '.' in key:  # The fields next to it.
+    parent = key.rsplit('.', 1)[0]
+    near = [p for p in valid if p.startswith(parent + '.') and '.' not in p[len(parent) + 1:]][:8]
+  return f'unknown config key {key!r}; nearest valid keys: {", ".join(near) or "(none)"}'
 
 
-def parse_flags(argv: list[str]):
-  """Checks the config arguments, defines --config (which loads the file) and parses every flag."""
+# ---- config and workdir --------------------------------------------------------------------------------
+
+
+def _load_default_config() -> config_dict.ConfigDict:
+  return importlib.import_module('configs.default').get_config(None)
+
+
+def _is_local(workdir: str) -> bool:
+  return '://' not in workdir
+
+
+def check_workdir(workdir: str, mode: str) -> None:
+  """A train run needs a directory it can write; eval/sample need an existing run directory."""
+  if _is_local(workdir) and os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UsageError(f'--workdir={workdir} is a file, not a directory; choose a directory path')
+  if mode in ('eval', 'sample') and not epath.Path(workdir).exists():
+    raise UsageError(f'--workdir={workdir} does not exist; --mode={mode} needs the directory of a run')
+  if mode != 'train' or not _is_local(workdir):
+    return
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UsageError(f'--workdir={workdir}: {existing} is a file, not a directory; choose another path')
+  if not _writable(existing):
+    raise UsageError(f'--workdir={workdir} is not writable ({existing} is read-only); choose a writable '
+                     f'directory, or use --mode=eval|sample|summary to read the run')
+
+
+def _writable(directory: str) -> bool:
+  if not os.access(directory, os.W_OK | os.X_OK):
+    return False
+  try:  # os.access says yes to root on a read-only mount: try it.
+    fd, probe = tempfile.mkstemp(prefix='.hyper_write_probe_', dir=directory)
+    os.close(fd)
+    os.unlink(probe)
+    return True
+  except OSError:
+    return False
+
+
+def _describe(changes: dict, limit: int = 4) -> str:
+  shown = [f'{k} ({old!r} -> {new!r})' for k, (old, new) in list(changes.items())[:limit]]
+  more = f' and {len(changes) - limit} more' if len(changes) > limit else ''
+  return ', '.join(shown) + more
+
+
+def _check_config(config: config_dict.ConfigDict, mode: str) -> None:
+  validate.validate(config)
+  modes = getattr(importlib.import_module('configs.common'), 'TASK_MODES', {}).get(config.task, MODES)
+  if mode not in modes:
+    raise UsageError(f'--mode={mode} is not available for task {config.task!r} '
+                     f'(config {config.get("family", "")}:{config.variant}); allowed: {", ".join(modes)}')
+
+
+def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDict, dict, dict, str]:
+  """(config, changes to record, run-length changes, workdir); raises UsageError.
+
+  The config is the --config flag's (parsed once, by absl), else the workdir's config.json, else (a new
+  training run or a summary) configs/default.py.
+  """
+  given = flags.FLAGS['config'].present
+  if given and not isinstance(_CONFIG.value, config_dict.ConfigDict):
+    path = config_flags.get_config_filename(flags.FLAGS['config'])
+    raise UsageError(f'config file {path!r} not found; families: '
+                     f'{", ".join("configs/" + f + ".py" for f in validate.available_families())}')
+  if given:  # The flags alone are checked first: a bad field is reported whatever the workdir holds.
+    _check_config(_CONFIG.value, mode)
+  if workdir is not None:
+    check_workdir(workdir, mode)
   try:
-    check_config_arguments(argv)
-    config_flag = config_flags.DEFINE_config_file(
-        'config', DEFAULT_CONFIG, 'Config file and variant, path:variant.', sys_argv=argv)
-    flags.FLAGS(argv)
-    return config_flag
-  except UsageError as e:
-    _fail(str(e), code=2)
-  except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
-    _fail(' '.join(str(e).split()), code=2)
+    stored = validate.read_stored_config(workdir) if workdir is not None else None
+  except (ValueError, OSError) as e:
+    raise UsageError(f'{workdir}/config.json cannot be read ({e}); give --config=... or repair it') from None
+  if given:
+    config = _CONFIG.value
+  elif stored is not None:
+    config = stored
+    _check_config(config, mode)
+  elif mode in ('eval', 'sample'):
+    raise UsageError(f'--workdir={workdir} holds no config.json; --mode={mode} needs the directory of a run '
+                     f'(or give its --config=configs/<family>.py:<variant>)')
+  else:
+    config = _load_default_config()
+    _check_config(config, mode)
+  if workdir is None:
+    family = config.get('family', '') or config.task
+    workdir = os.path.join('runs', family if config.variant in ('', family) else f'{family}_{config.variant}')
+    check_workdir(workdir, mode)
+    stored = validate.read_stored_config(workdir) if given else None
+  record, run_length = {}, {}
+  if given and stored is not None:
+    free = (*validate.RUN_LENGTH_FIELDS, *validate.LOCATION_FIELDS)
+    if mode == 'train':
+      changes = validate.config_diff(stored, config, ignore=free)
+      run_length = validate.config_diff(stored, config, only=free)
+    else:
+      changes = validate.config_diff(stored, config, only=validate.MODEL_PREFIXES,
+                                     ignore=validate.LOCATION_FIELDS)
+    if changes and not _ALLOW_CHANGE.value:
+      what = 'resume' if mode == 'train' else f'--mode={mode}'
+      raise UsageError(f'{workdir} holds a run with another config; it differs in {_describe(changes)}; '
+                       f'to {what} it omit --config (its config.json is used), choose another --workdir, or '
+                       f'pass --allow_config_change to change it deliberately')
+    if mode == 'train':
+      record = changes
+  return config, record, run_length, workdir
 
 
-def _fail(message: str, code: int = 1) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(code)
-
-
-def _default_workdir(config_arg: str) -> str:
-  path, _, variant = config_arg.partition(':')
-  family = os.path.splitext(os.path.basename(path))[0]
-  name = family if not variant or variant == family else f'{family}_{variant}'
-  return os.path.join('runs', name)
+# ---- main ----------------------------------------------------------------------------------------------
 
 
 def _log_unraisable(unraisable) -> None:
   # Orbax/tensorstore coroutines left by a failed checkpoint restore are collected at arbitrary moments
-  # and would print pages of 'Exception ignored in ...'; the damaged checkpoint is already reported in
-  # one line, so these go to the absl log (INFO, not shown on the console) instead.
+  # and would print pages of 'Exception ignored in ...'; the failure is already reported in one line.
   logging.info('unraisable exception in %r: %s', unraisable.object, unraisable.exc_value)
+
+
+def _runtime_failure(e: BaseException) -> str:
+  """One line for an unexpected exception; the traceback goes to a file the line names."""
+  with tempfile.NamedTemporaryFile('w', prefix='hyper-launch-', suffix='.txt', delete=False) as f:
+    traceback.print_exception(e, file=f)
+  return f'{type(e).__name__}: {e} (traceback in {f.name})'
 
 
 def main(argv: list[str]) -> None:
   sys.unraisablehook = _log_unraisable
-  config_flag = parse_flags(argv)
-  import jax  # pylint: disable=g-import-not-at-top  (after flags: bad flags fail fast)
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {" ".join(argv[1:])!r}; flags are --name=value '
+          f'(python launch.py --help lists them)', code=2)
+  mode = _MODE.value
+  try:
+    config, record, run_length, workdir = resolve_config(mode, _WORKDIR.value)
+  except (UsageError, validate.ConfigError) as e:
+    _fail(str(e), code=2)
+
+  import jax  # pylint: disable=g-import-not-at-top  (after the config checks: bad input fails fast)
 
   if _MULTIHOST.value:
     # Cross-process collectives for CPU devices (local multi-process runs and tests); TPU/GPU ignore it.
@@ -131,32 +273,66 @@ def main(argv: list[str]) -> None:
       pass
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
+  if mode != 'summary':
+    try:
+      validate.check_devices(config, jax.device_count(), jax.process_count())
+    except validate.ConfigError as e:
+      _fail(str(e), code=2)
+  if mode == 'train' and jax.process_index() == 0 and (record or run_length):
+    # Nothing else has been written yet; config.json now says what this run trains with.
+    validate.write_config(workdir, config)
+    if run_length:
+      validate.record_config_change(workdir, run_length, 'run length')
+    if record:
+      validate.record_config_change(workdir, record, '--allow_config_change')
+
   from experiments import trainer  # pylint: disable=g-import-not-at-top
   from experiments.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
   from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
 
-  config = config_flag.value
-  workdir = _WORKDIR.value or _default_workdir(_config_argument(argv))
-  if jax.process_index() == 0 and _MODE.value != 'summary':
+  if jax.process_index() == 0 and mode != 'summary':
     print(f'process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of '
           f'{jax.device_count()} devices: {jax.devices()[0].platform} {jax.devices()[0].device_kind}',
           flush=True)
   try:
-    if _MODE.value == 'train':
+    if mode == 'train':
       trainer.train_and_evaluate(config, workdir)
-    elif _MODE.value == 'eval':
+    elif mode == 'eval':
       trainer.evaluate(config, workdir, _CHECKPOINT.value)
-    elif _MODE.value == 'sample':
+    elif mode == 'sample':
       trainer.sample(config, workdir, _CHECKPOINT.value)
     else:
       trainer.summary(config)
   except (DataError, CheckpointError, trainer.TrainingDiverged) as e:
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    # Skip interpreter teardown: orbax/tensorstore threads left by a failed restore print pages of
-    # 'Exception ignored' there. Everything worth keeping was written before the error was raised.
-    os._exit(1)
+    message = str(e)
+  except Exception as e:  # pylint: disable=broad-except  (one line, the traceback in a file)
+    message = _runtime_failure(e)
+  else:
+    return
+  print(f'error: {" ".join(message.split())}', file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  # Skip interpreter teardown: orbax/tensorstore threads left by a failed restore print pages of
+  # 'Exception ignored' there. Everything worth keeping was written before the error was raised.
+  os._exit(1)
+
+
+def cli(argv: list[str]) -> int:
+  """Parses `argv` and runs main, returning the exit code: the tests' in-process entry point."""
+  flags.FLAGS.unparse_flags()
+  for name in [n for n in flags.FLAGS if n.startswith('config.')]:  # Overrides of the previous call.
+    delattr(flags.FLAGS, name)
+  saved, sys.argv = sys.argv, list(argv)  # The --config flag reads its overrides from sys.argv.
+  try:
+    main(parse_flags(argv))
+  except SystemExit as e:
+    return e.code if isinstance(e.code, int) else 1
+  finally:
+    sys.argv = saved
+  return 0
 
 
 if __name__ == '__main__':
-  main(sys.argv)
+  import jax  # pylint: disable=g-import-not-at-top
+
+  jax.config.config_with_absl()  # --jax_debug_nans, --jax_platforms, ... as absl flags.
+  app.run(main, flags_parser=parse_flags)

@@ -11,6 +11,7 @@ verified here, so these are assumptions -- override with --config.train.*). 45k/
 import ml_collections
 
 from configs import common
+from experiments import validate as v
 
 
 def _row(width: int, hyper: bool, params: str, test_error: str):
@@ -55,6 +56,17 @@ VARIANTS = {
     'hyper_wrn40_2': _row(width=2, hyper=True, params='0.148M', test_error='7.23'),
     'tiny': _tiny,
 }
+
+
+def _wrn_depth(config: ml_collections.ConfigDict) -> None:
+  m = config.model
+  if m.name == 'wrn' and (m.depth < 10 or (m.depth - 4) % 6 or m.width < 1):
+    field = 'model.width' if m.width < 1 else 'model.depth'
+    raise v.ConfigError(field, f'WRN-{m.depth}-{m.width} is not a Wide ResNet; allowed: depth 6n+4 with '
+                        f'n >= 1 (10, 16, 22, 28, 34, 40, ...) and width >= 1')
+
+
+RULES = (_wrn_depth,)  # Joins configs/common.py's schema (experiments/validate.py).
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

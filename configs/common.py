@@ -2,11 +2,15 @@
 
 Each family file (`configs/<family>.py`) starts from `base_config()` and fills in the model, data and
 optimizer of one paper row; `select_variant` turns an unknown variant into a one-line error.
+`CHECKS`/`RULES` (shared fields) and `TASK_CHECKS`/`TASK_RULES` (fields of `char_lm()`/`image()`) are the
+schema experiments/validate.py checks every config against; a family file may add its own `CHECKS`/`RULES`.
 """
 
 from typing import Callable, Mapping
 
 import ml_collections
+
+from experiments import validate as v
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -14,6 +18,7 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds parameter init, dropout and augmentation (all folded in by step).
   config.task = ''  # Which experiments/tasks/*.py drives training: 'char_lm' or 'image'.
+  config.family = ''  # configs/<family>.py that built this config (its CHECKS/RULES join the schema).
   config.variant = ''  # Name of the paper row this config reproduces (filled by get_config).
 
   config.paper = ml_collections.ConfigDict()  # What the paper reports for this row ('' off the paper).
@@ -80,6 +85,7 @@ def select_variant(family: str, variants: Mapping[str, Callable[[ml_collections.
     raise ValueError(f'unknown variant {name!r} for configs/{family}.py; '
                      f'choose one of: {", ".join(variants)}')
   config = base_config()
+  config.family = family
   config.variant = name
   variants[name](config)
   return config
@@ -154,3 +160,126 @@ def image(config: ml_collections.ConfigDict, *, data: str, model: str, hyper: bo
   config.eval.every_steps = eval_every_steps
   config.eval.batch_size = 1000  # Images per eval batch.
   config.eval.metric = 'error_rate'
+
+
+# ---- schema (experiments/validate.py) --------------------------------------------------------------
+
+OPTIMIZERS = ('adam', 'nesterov')  # experiments/trainer.py make_optimizer.
+SCHEDULES = ('constant', 'step')
+SPLITS = ('train', 'valid', 'test')
+CELL_NAMES = ('lstm', 'ln_lstm', 'hyperlstm', 'ln_hyperlstm', 'hyperrnn')  # tests/test_configs.py: = the model's
+Z_INITS = ('reference', 'random_embedding', 'random_projection')  # hyper.cells.Z_INITS
+CHAR_DATA = ('synthetic', 'ptb_char', 'enwik8')  # experiments.data.text.NAMES
+IMAGE_DATA = ('mnist', 'cifar10')  # experiments.data.images.IMAGE_SHAPES
+IMAGE_MODELS = ('mnist_conv', 'wrn')
+# Modes each task supports beyond train/eval/summary (launch.py refuses the others before any work).
+TASK_MODES = {'char_lm': ('train', 'eval', 'sample', 'summary'), 'image': ('train', 'eval', 'summary')}
+
+_STEPS = v.integer(1)
+CHECKS = {
+    'seed': v.integer(0),
+    'family': v.text(),
+    'variant': v.text(),
+    'paper.*': v.text(),
+    'train.batch_size': v.integer(1),
+    'train.num_steps': v.integer(1, also=(-1,)),
+    'train.num_epochs': v.number(0, open_min=True, also=(-1,)),
+    'train.optimizer': v.one_of(*OPTIMIZERS),
+    'train.learning_rate': v.number(0, open_min=True),
+    'train.momentum': v.number(0, 1, open_max=True),
+    'train.schedule': v.one_of(*SCHEDULES),
+    'train.decay_epochs': v.sequence_of(v.number(0, open_min=True), increasing=True),
+    'train.decay_factor': v.number(0, 1, open_min=True),
+    'train.weight_decay': v.number(0),
+    'train.grad_clip_norm': v.number(0),
+    'eval.every_steps': _STEPS,
+    'eval.splits': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
+    'eval.batch_size': v.integer(1),
+    'eval.max_batches': v.integer(1, also=(-1,)),
+    'eval.metric': v.text(nonempty=True),
+    'eval.patience': v.integer(1, also=(-1,)),
+    'checkpoint.every_steps': _STEPS,
+    'checkpoint.keep': v.integer(1),
+    'checkpoint.async_save': v.boolean(),
+    'log.every_steps': _STEPS,
+    'mesh.axes': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
+    'mesh.shape': v.sequence_of(v.integer(1, also=(-1,)), nonempty=True),
+    'mesh.shard_min_size': v.integer(0),
+    'sample.length': v.integer(0),
+    'sample.temperature': v.number(0, open_min=True),
+    'sample.prime': v.text(),
+    'plots.weight_change': v.boolean(),
+    'plots.length': v.integer(1),
+    'debug.*': v.integer(-1),
+}
+
+
+def _one_duration(config: ml_collections.ConfigDict) -> None:
+  t = config.train
+  if (t.num_steps == -1) == (t.num_epochs == -1):
+    field = 'train.num_epochs' if t.num_steps == -1 else 'train.num_steps'
+    raise v.ConfigError(field, f'give the run length once: train.num_steps ({t.num_steps}) or '
+                        f'train.num_epochs ({t.num_epochs}), the other -1')
+
+
+def _mesh_matches_axes(config: ml_collections.ConfigDict) -> None:
+  shape, axes = tuple(config.mesh.shape), tuple(config.mesh.axes)
+  if len(shape) != len(axes):
+    raise v.ConfigError('mesh.shape', f'{shape} has {len(shape)} entries for the {len(axes)} axes {axes}; '
+                        f'allowed: one size per axis')
+  if list(shape).count(-1) > 1:
+    raise v.ConfigError('mesh.shape', f'{shape} holds more than one -1; allowed: at most one -1')
+  if 'data' not in axes:
+    raise v.ConfigError('mesh.axes', f"{axes} lacks 'data' (batches are split along it); allowed: "
+                        f"axes including 'data', e.g. ('data', 'model')")
+
+
+RULES = (_one_duration, _mesh_matches_axes)
+
+_CHAR_LM_CHECKS = {
+    'model.cell': v.one_of(*CELL_NAMES),  # A name, or (below) a ConfigDict of cell options.
+    'model.cell.name': v.one_of(*CELL_NAMES),
+    'model.*features': v.integer(1),
+    'model.*units': v.integer(1),
+    'model.*embedding_size': v.integer(1),
+    'model.*num_layers': v.integer(1),
+    'model.*dropout': v.number(0, 1, open_max=True),
+    'model.*z_init': v.one_of(*Z_INITS),
+    'model.*dtype': v.one_of('float32', 'bfloat16', 'float16'),
+    'model.*layer_norm': v.boolean(),
+    'model.*unroll': v.integer(1),
+    'data.name': v.one_of(*CHAR_DATA),
+    'data.seq_len': v.integer(1),
+    'data.manual_dir': v.text(),
+    'data.data_dir': v.text(),
+    'eval.splits': v.sequence_of(v.one_of(*SPLITS), nonempty=True, distinct=True),
+    'eval.metric': v.one_of('loss', 'bpc'),
+}
+
+_IMAGE_CHECKS = {
+    'model.name': v.one_of(*IMAGE_MODELS),
+    'model.hyper': v.boolean(),
+    'model.depth': v.integer(0),
+    'model.width': v.integer(0),
+    'model.embedding_size': v.integer(1),
+    'model.num_classes': v.integer(2),
+    'data.name': v.one_of(*IMAGE_DATA),
+    'data.manual_dir': v.text(),
+    'data.data_dir': v.text(),
+    'data.augment': v.boolean(),
+    'data.synthetic': v.boolean(),
+    'data.synthetic_size': v.integer(1),
+    'eval.splits': v.sequence_of(v.one_of(*SPLITS), nonempty=True, distinct=True),
+    'eval.metric': v.one_of('loss', 'error_rate'),
+}
+
+
+def _synthetic_images_fill_a_batch(config: ml_collections.ConfigDict) -> None:
+  d = config.data
+  if d.synthetic and d.synthetic_size < config.train.batch_size:
+    raise v.ConfigError('data.synthetic_size', f'{d.synthetic_size} images cannot fill a batch of '
+                        f'{config.train.batch_size}; allowed: >= train.batch_size')
+
+
+TASK_CHECKS = {'char_lm': _CHAR_LM_CHECKS, 'image': _IMAGE_CHECKS}
+TASK_RULES = {'char_lm': (), 'image': (_synthetic_images_fill_a_batch,)}
