@@ -278,14 +278,6 @@ def main(argv: list[str]) -> None:
       validate.check_devices(config, jax.device_count(), jax.process_count())
     except validate.ConfigError as e:
       _fail(str(e), code=2)
-  if mode == 'train' and jax.process_index() == 0 and (record or run_length):
-    # Nothing else has been written yet; config.json now says what this run trains with.
-    validate.write_config(workdir, config)
-    if run_length:
-      validate.record_config_change(workdir, run_length, 'run length')
-    if record:
-      validate.record_config_change(workdir, record, '--allow_config_change')
-
   from experiments import trainer  # pylint: disable=g-import-not-at-top
   from experiments.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
   from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
@@ -295,6 +287,13 @@ def main(argv: list[str]) -> None:
           f'{jax.device_count()} devices: {jax.devices()[0].platform} {jax.devices()[0].device_kind}',
           flush=True)
   try:
+    if mode == 'train' and jax.process_index() == 0 and (record or run_length):
+      # The first write of this run; config.json now says what the run trains with.
+      validate.write_config(workdir, config)
+      if run_length:
+        validate.record_config_change(workdir, run_length, 'run length')
+      if record:
+        validate.record_config_change(workdir, record, '--allow_config_change')
     if mode == 'train':
       trainer.train_and_evaluate(config, workdir)
     elif mode == 'eval':

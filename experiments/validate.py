@@ -188,9 +188,12 @@ class _TaskTables:
 
 
 def _family_module(family: str):
-  if not family or not os.path.isfile(os.path.join(ROOT, 'configs', f'{family}.py')):
+  if not family:
     return None
-  return importlib.import_module(f'configs.{family}')
+  try:
+    return importlib.import_module(f'configs.{family}')
+  except ModuleNotFoundError:  # A stored config of a family file since removed: the shared checks stand.
+    return None
 
 
 def leaves(config: Mapping, prefix: str = '') -> dict[str, Any]:
@@ -301,7 +304,7 @@ def write_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict) 
   path = epath.Path(workdir) / CONFIG_FILE
   tmp = path.parent / (CONFIG_FILE + '.tmp')
   tmp.write_text(config.to_json_best_effort(indent=2))
-  tmp.rename(path)  # Atomic on a local disk: a kill never leaves half a config.json.
+  tmp.replace(path)  # Atomic on a local disk: a kill never leaves half a config.json.
 
 
 def record_config_change(workdir: str | os.PathLike, changes: Mapping[str, tuple[Any, Any]],

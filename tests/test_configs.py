@@ -99,3 +99,149 @@ def test_summary_prints_the_papers_count_and_result(family, capsys):
       assert abs(round(total / 1e6, digits) - millions) <= 0.06, variant
     else:
       assert round(total / 1e6, digits) == millions, (variant, total)
+
+
+# ---- the schema (experiments/validate.py) ----------------------------------------------------------------
+
+from experiments import validate as v  # noqa: E402
+from configs import common  # noqa: E402
+
+
+def test_every_variant_of_every_family_validates():
+  for family in v.available_families():
+    module = _family(family)
+    for variant in module.VARIANTS:
+      config = module.get_config(variant)
+      assert config.family == family
+      v.validate(config)
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_the_schema_checks_every_field(family):
+  module = _family(family)
+  for variant in module.VARIANTS:
+    config = module.get_config(variant)
+    table = v.schema(config)
+    unchecked = [p for p in v.leaves(config) if table.check_for(p) is None]
+    assert not unchecked, f'{family}:{variant}: no check for {unchecked}'
+
+
+def test_name_lists_match_the_code():
+  from experiments import trainer
+  from experiments.data import images, text
+  import hyper.cells
+  assert set(common.CHAR_DATA) == set(text.NAMES)
+  assert set(common.IMAGE_DATA) == set(images.IMAGE_SHAPES)
+  assert tuple(common.Z_INITS) == tuple(hyper.cells.Z_INITS)
+  try:  # The cell registry moves to experiments/models.py (make_cell); before that, hyper/sequence.py.
+    from experiments import models
+    cells = next(getattr(models, n) for n in ('CELLS', 'CELL_NAMES', 'CELL_KINDS') if hasattr(models, n))
+  except (ImportError, StopIteration):
+    from hyper import sequence
+    cells = sequence.CELL_KINDS
+  assert set(common.CELL_NAMES) == set(cells)
+  import ml_collections
+  train = lambda **kw: ml_collections.ConfigDict({**_family('cifar10').get_config('tiny').train, **kw})
+  for name in common.OPTIMIZERS:
+    trainer.make_optimizer(train(optimizer=name), 10)
+  with pytest.raises(ValueError, match='unknown optimizer'):
+    trainer.make_optimizer(train(optimizer='sgd'), 10)
+  for name in common.SCHEDULES:
+    trainer.make_optimizer(train(schedule=name), 10)
+
+
+@pytest.mark.parametrize('field, value, needle', [
+    ('train.num_steps', 0, 'an integer >= 1, or -1'),
+    ('train.learning_rate', 0.0, 'a number > 0'),
+    ('train.momentum', 1.0, '< 1'),
+    ('train.decay_epochs', (60.0, 30.0), 'increasing'),
+    ('train.decay_factor', 0.0, '> 0'),
+    ('eval.splits', (), 'non-empty'),
+    ('checkpoint.keep', 0, 'an integer >= 1'),
+    ('mesh.shape', (-1, -1), 'at most one -1'),
+    ('mesh.axes', ('batch', 'model'), "'data'"),
+    ('sample.temperature', 0.0, '> 0'),
+    ('seed', -1, '>= 0'),
+])
+def test_each_bad_value_names_its_field(field, value, needle):
+  config = _family('ptb_char').get_config('tiny')
+  section, name = field.rsplit('.', 1) if '.' in field else ('', field)
+  (config[section] if section else config)[name] = value
+  with pytest.raises(v.ConfigError, match=re.escape(needle)) as info:
+    v.validate(config)
+  assert str(info.value).startswith('config.mesh.' if field.startswith('mesh') else f'config.{field}: ')
+  assert '\n' not in str(info.value)
+
+
+def test_a_family_registers_its_own_checks(monkeypatch):
+  """A new family's file carries CHECKS/RULES; the validator is not edited (here: a module in memory)."""
+  import types
+  family = types.ModuleType('configs.handwriting_demo')
+  family.CHECKS = {'model.mixtures': v.integer(1, 50)}
+
+  def _rule(config):
+    if config.model.mixtures > config.model.features:
+      raise v.ConfigError('model.mixtures', 'must not exceed model.features')
+  family.RULES = (_rule,)
+  monkeypatch.setitem(sys.modules, 'configs.handwriting_demo', family)
+  config = _family('ptb_char').get_config('tiny')
+  config.family = 'handwriting_demo'
+  with config.unlocked():
+    config.model.mixtures = 20
+  v.validate(config)
+  config.model.mixtures = 51
+  with pytest.raises(v.ConfigError, match=r'config.model.mixtures: 51 is not allowed; allowed: an integer'):
+    v.validate(config)
+  config.model.mixtures = 40
+  config.model.features = 32
+  with pytest.raises(v.ConfigError, match='must not exceed'):
+    v.validate(config)
+  config.family = 'ptb_char'  # Another family: its rule is not applied.
+  v.validate(config)
+
+
+def test_wide_resnet_rule_belongs_to_cifar10():
+  config = _family('cifar10').get_config('tiny')
+  config.model.depth = 16
+  v.validate(config)
+  config.model.depth = 12
+  with pytest.raises(v.ConfigError, match='6n\\+4'):
+    v.validate(config)
+
+
+def test_devices_mesh_and_batch_divisibility():
+  config = _family('mnist').get_config('tiny')  # batch 32, eval batch 64, mesh (-1, 1)
+  v.check_devices(config, device_count=8, process_count=2)
+  assert v.data_parallel_size((-1, 1), ('data', 'model'), 8) == 8
+  assert v.data_parallel_size((2, -1), ('data', 'model'), 8) == 2
+  config.train.batch_size = 12
+  with pytest.raises(v.ConfigError, match=r"train.batch_size: 12 .* 'data' mesh axis \(8 devices\).*16"):
+    v.check_devices(config, 8)
+  config.mesh.shape = (2, 4)  # 'data' is 2 wide: 12 splits evenly.
+  v.check_devices(config, 8)
+  config.mesh.shape = (2, -1)
+  with pytest.raises(v.ConfigError, match='the 8 processes'):
+    v.check_devices(config, 16, process_count=8)  # 12 rows cannot be read as 8 equal process shares.
+  config.mesh.shape = (3, -1)
+  with pytest.raises(v.ConfigError, match=r'mesh.shape: \(3, -1\) does not fit the 8 devices'):
+    v.check_devices(config, 8)
+
+
+def test_config_diff_names_the_keys_and_ignores_the_run_length(tmp_path):
+  stored = _family('ptb_char').get_config('tiny')
+  v.write_config(tmp_path, stored)
+  loaded = v.read_stored_config(tmp_path)
+  assert v.config_diff(stored, loaded) == {}  # JSON lists vs tuples, ints vs floats: equal.
+  new = _family('ptb_char').get_config('tiny')
+  new.train.num_steps, new.eval.patience, new.train.learning_rate = 500, 3, 0.1
+  new.data.manual_dir = '/elsewhere'
+  free = (*v.RUN_LENGTH_FIELDS, *v.LOCATION_FIELDS)
+  assert v.config_diff(loaded, new, ignore=free) == {'train.learning_rate': (0.01, 0.1)}
+  assert set(v.config_diff(loaded, new, only=free)) == {'train.num_steps', 'eval.patience', 'data.manual_dir'}
+  assert v.config_diff(loaded, new, only=v.MODEL_PREFIXES, ignore=v.LOCATION_FIELDS) == {}
+  v.record_config_change(tmp_path, {'train.num_steps': (30, 500)}, 'run length')
+  v.record_config_change(tmp_path, {'train.learning_rate': (0.01, 0.1)}, '--allow_config_change')
+  import json
+  lines = [json.loads(l) for l in (tmp_path / v.CHANGES_FILE).read_text().splitlines()]
+  assert [l['reason'] for l in lines] == ['run length', '--allow_config_change']
+  assert lines[1]['changes'] == {'train.learning_rate': [0.01, 0.1]}

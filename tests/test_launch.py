@@ -1,5 +1,6 @@
 """launch.py end to end: one-line errors with a non-zero exit and an untouched workdir; the modes."""
 
+import json
 import os
 
 import pytest
@@ -85,3 +86,31 @@ def test_nan_stops_with_the_step_then_eval_sample_and_a_corrupt_only_checkpoint(
   result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'])
   _one_line_error(result, 'none is valid')
   assert T.tree_snapshot(workdir) == before
+
+
+def test_stored_config_modes_and_recorded_config_changes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  result = T.run_launch([*T.launch_args(overrides={**OVERRIDES, 'train.num_steps': 8}), f'--workdir={workdir}'])
+  assert result.returncode == 0, result.stderr[-2000:]
+  trained = result.stdout.strip().splitlines()[-4:]
+
+  # --mode=eval with the workdir alone reads its config.json and reports what training reported.
+  result = T.run_launch(['--mode=eval', f'--workdir={workdir}'])
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-4:] == trained
+
+  # A longer run is a run-length change (accepted, recorded); another learning rate needs the flag and is
+  # recorded apart. config.json follows both.
+  result = T.run_launch([*T.launch_args(overrides={**OVERRIDES, 'train.num_steps': 12}), f'--workdir={workdir}',
+                         '--config.train.learning_rate=0.02'])
+  assert result.returncode == 2 and 'train.learning_rate (0.01 -> 0.02)' in result.stderr
+  result = T.run_launch([*T.launch_args(overrides={**OVERRIDES, 'train.num_steps': 12}), f'--workdir={workdir}',
+                         '--config.train.learning_rate=0.02', '--allow_config_change'])
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'resuming from step 8 of 12' in result.stdout
+  changes = [json.loads(l) for l in open(os.path.join(workdir, 'config_changes.jsonl'))]
+  assert [(c['reason'], c['changes']) for c in changes] == [
+      ('run length', {'train.num_steps': [8, 12]}),
+      ('--allow_config_change', {'train.learning_rate': [0.01, 0.02]})]
+  stored = json.load(open(os.path.join(workdir, 'config.json')))
+  assert (stored['train']['num_steps'], stored['train']['learning_rate']) == (12, 0.02)
