@@ -19,12 +19,9 @@ import sys
 import tempfile
 import traceback
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from etils import epath
-from ml_collections import config_dict
-from ml_collections import config_flags
+from ml_collections import config_dict, config_flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:  # Config files import configs.common and experiments.validate.
@@ -37,16 +34,23 @@ MODES = ('train', 'eval', 'sample', 'summary')
 HELP_FLAGS = ('--help', '-help', '-h', '--helpshort', '--helpfull', '--helpxml', '-?')
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config, configs/<family>.py[:variant]; override fields with '
-    '--config.<field>=<value>. Omitted: the workdir\'s config.json (a new run: configs/default.py).',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory, local or e.g. gs://bucket/run '
-                               '(default runs/<family>_<variant>).')
+  'config',
+  None,
+  'Experiment config, configs/<family>.py[:variant]; override fields with '
+  "--config.<field>=<value>. Omitted: the workdir's config.json (a new run: configs/default.py).",
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Run directory, local or e.g. gs://bucket/run (default runs/<family>_<variant>).'
+)
 _MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
 _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Checkpoint for eval/sample.')
 _ALLOW_CHANGE = flags.DEFINE_bool(
-    'allow_config_change', False, 'Resume (or evaluate) a workdir with a config that differs from its '
-    'config.json in more than the run length; a training run records the change in config_changes.jsonl.')
+  'allow_config_change',
+  False,
+  'Resume (or evaluate) a workdir with a config that differs from its '
+  'config.json in more than the run length; a training run records the change in config_changes.jsonl.',
+)
 _MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (several hosts).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multihost).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (multihost).')
@@ -69,7 +73,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's parse with every failure turned into one line (exit 2); --help exits 0."""
   try:
     return flags.FLAGS(argv)
-  except SystemExit as e:
+  except SystemExit:
     if any(a.split('=')[0] in HELP_FLAGS for a in argv[1:]):
       sys.exit(0)  # absl prints the help and exits 1; asking for help is not an error.
     raise
@@ -88,14 +92,16 @@ def _config_arg(argv: list[str]) -> str | None:
 
 
 def _override_keys(argv: list[str]) -> list[str]:
-  return [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
+  return [a[len('--config.') :].split('=', 1)[0] for a in argv if a.startswith('--config.')]
 
 
 def _flag_error(e: Exception, argv: list[str]) -> str:
   message = str(e).strip().strip('"\'')
   if isinstance(e, flags.UnrecognizedFlagError) and str(e.flagname).startswith('config.'):
-    return (f'--{e.flagname} overrides a field of --config, which is missing; give '
-            f'--config=configs/<family>.py[:variant] (to change a stored run, repeat its --config)')
+    return (
+      f'--{e.flagname} overrides a field of --config, which is missing; give '
+      f'--config=configs/<family>.py[:variant] (to change a stored run, repeat its --config)'
+    )
   if isinstance(e, flags.UnrecognizedFlagError):
     return f'{message}; python launch.py --help lists the flags'
   if 'Traceback' in message:  # A config file's get_config raised: its last line is the message.
@@ -123,7 +129,7 @@ def _unknown_key(name: str, argv: list[str]) -> str:
   near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
   if not near and '.' in key:  # The fields next to it.
     parent = key.rsplit('.', 1)[0]
-    near = [p for p in valid if p.startswith(parent + '.') and '.' not in p[len(parent) + 1:]][:8]
+    near = [p for p in valid if p.startswith(parent + '.') and '.' not in p[len(parent) + 1 :]][:8]
   return f'unknown config key {key!r}; nearest valid keys: {", ".join(near) or "(none)"}'
 
 
@@ -152,8 +158,10 @@ def check_workdir(workdir: str, mode: str) -> None:
   if not os.path.isdir(existing):
     raise UsageError(f'--workdir={workdir}: {existing} is a file, not a directory; choose another path')
   if not _writable(existing):
-    raise UsageError(f'--workdir={workdir} is not writable ({existing} is read-only); choose a writable '
-                     f'directory, or use --mode=eval|sample|summary to read the run')
+    raise UsageError(
+      f'--workdir={workdir} is not writable ({existing} is read-only); choose a writable '
+      f'directory, or use --mode=eval|sample|summary to read the run'
+    )
 
 
 def _writable(directory: str) -> bool:
@@ -178,8 +186,10 @@ def _check_config(config: config_dict.ConfigDict, mode: str) -> None:
   validate.validate(config)
   modes = getattr(importlib.import_module('configs.common'), 'TASK_MODES', {}).get(config.task, MODES)
   if mode not in modes:
-    raise UsageError(f'--mode={mode} is not available for task {config.task!r} '
-                     f'(config {config.get("family", "")}:{config.variant}); allowed: {", ".join(modes)}')
+    raise UsageError(
+      f'--mode={mode} is not available for task {config.task!r} '
+      f'(config {config.get("family", "")}:{config.variant}); allowed: {", ".join(modes)}'
+    )
 
 
 def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDict, dict, dict, str]:
@@ -191,8 +201,10 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
   given = flags.FLAGS['config'].present
   if given and not isinstance(_CONFIG.value, config_dict.ConfigDict):
     path = config_flags.get_config_filename(flags.FLAGS['config'])
-    raise UsageError(f'config file {path!r} not found; families: '
-                     f'{", ".join("configs/" + f + ".py" for f in validate.available_families())}')
+    raise UsageError(
+      f'config file {path!r} not found; families: '
+      f'{", ".join("configs/" + f + ".py" for f in validate.available_families())}'
+    )
   if given:  # The flags alone are checked first: a bad field is reported whatever the workdir holds.
     _check_config(_CONFIG.value, mode)
   if workdir is not None:
@@ -207,8 +219,10 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
     config = stored
     _check_config(config, mode)
   elif mode in ('eval', 'sample'):
-    raise UsageError(f'--workdir={workdir} holds no config.json; --mode={mode} needs the directory of a run '
-                     f'(or give its --config=configs/<family>.py:<variant>)')
+    raise UsageError(
+      f'--workdir={workdir} holds no config.json; --mode={mode} needs the directory of a run '
+      f'(or give its --config=configs/<family>.py:<variant>)'
+    )
   else:
     config = _load_default_config()
     _check_config(config, mode)
@@ -221,16 +235,19 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
   if given and stored is not None:
     free = (*validate.RUN_LENGTH_FIELDS, *validate.LOCATION_FIELDS)
     if mode == 'train':
-      changes = validate.config_diff(stored, config, ignore=free)
+      changes = validate.config_diff(stored, config, ignore=(*free, *validate.UNCOMPARED_FIELDS))
       run_length = validate.config_diff(stored, config, only=free)
     else:
-      changes = validate.config_diff(stored, config, only=validate.MODEL_PREFIXES,
-                                     ignore=validate.LOCATION_FIELDS)
+      changes = validate.config_diff(
+        stored, config, only=validate.MODEL_PREFIXES, ignore=validate.LOCATION_FIELDS
+      )
     if changes and not _ALLOW_CHANGE.value:
       what = 'resume' if mode == 'train' else f'--mode={mode}'
-      raise UsageError(f'{workdir} holds a run with another config; it differs in {_describe(changes)}; '
-                       f'to {what} it omit --config (its config.json is used), choose another --workdir, or '
-                       f'pass --allow_config_change to change it deliberately')
+      raise UsageError(
+        f'{workdir} holds a run with another config; it differs in {_describe(changes)}; '
+        f'to {what} it omit --config (its config.json is used), choose another --workdir, or '
+        f'pass --allow_config_change to change it deliberately'
+      )
     if mode == 'train':
       record = changes
   return config, record, run_length, workdir
@@ -255,8 +272,11 @@ def _runtime_failure(e: BaseException) -> str:
 def main(argv: list[str]) -> None:
   sys.unraisablehook = _log_unraisable
   if len(argv) > 1:
-    _fail(f'unexpected arguments {" ".join(argv[1:])!r}; flags are --name=value '
-          f'(python launch.py --help lists them)', code=2)
+    _fail(
+      f'unexpected arguments {" ".join(argv[1:])!r}; flags are --name=value '
+      f'(python launch.py --help lists them)',
+      code=2,
+    )
   mode = _MODE.value
   try:
     config, record, run_length, workdir = resolve_config(mode, _WORKDIR.value)
@@ -271,8 +291,9 @@ def main(argv: list[str]) -> None:
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     except (AttributeError, ValueError):  # Option renamed or gone in another jax version.
       pass
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
+    )
   if mode != 'summary':
     try:
       validate.check_devices(config, jax.device_count(), jax.process_count())
@@ -283,9 +304,11 @@ def main(argv: list[str]) -> None:
   from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
 
   if jax.process_index() == 0 and mode != 'summary':
-    print(f'process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of '
-          f'{jax.device_count()} devices: {jax.devices()[0].platform} {jax.devices()[0].device_kind}',
-          flush=True)
+    print(
+      f'process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of '
+      f'{jax.device_count()} devices: {jax.devices()[0].platform} {jax.devices()[0].device_kind}',
+      flush=True,
+    )
   try:
     if mode == 'train' and jax.process_index() == 0 and (record or run_length):
       # The first write of this run; config.json now says what the run trains with.

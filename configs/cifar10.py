@@ -18,16 +18,27 @@ def _row(width: int, hyper: bool, params: str, test_error: str):
   def apply(config: ml_collections.ConfigDict) -> None:
     if params:  # Table 2.
       config.paper.params, config.paper.test = params, f'{test_error}% error'
-    common.image(config, data='cifar10', model='wrn', hyper=hyper, depth=40, width=width,
-                 embedding_size=64,  # Sec. 4.1: N_z = 64 per 16x16 tile of 3x3 kernels.
-                 batch_size=128,
-                 optimizer='adam' if hyper else 'nesterov',
-                 learning_rate=0.001 if hyper else 0.1,
-                 schedule='step', decay_epochs=(60.0, 120.0, 160.0), decay_factor=0.2,
-                 weight_decay=5e-4, num_epochs=200.0,
-                 eval_every_steps=1758)  # 5 epochs of 45k images / 128.
+    common.image(
+      config,
+      data='cifar10',
+      model='wrn',
+      hyper=hyper,
+      depth=40,
+      width=width,
+      embedding_size=64,  # Sec. 4.1: N_z = 64 per 16x16 tile of 3x3 kernels.
+      batch_size=128,
+      optimizer='adam' if hyper else 'nesterov',
+      learning_rate=0.001 if hyper else 0.1,
+      schedule='step',
+      decay_epochs=(60.0, 120.0, 160.0),
+      decay_factor=0.2,
+      weight_decay=5e-4,
+      num_epochs=200.0,
+      eval_every_steps=1758,
+    )  # 5 epochs of 45k images / 128.
     config.checkpoint.every_steps = 1758
     config.log.every_steps = 100
+
   return apply
 
 
@@ -50,11 +61,11 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
 
 
 VARIANTS = {
-    'wrn40_1': _row(width=1, hyper=False, params='0.563M', test_error='6.73'),
-    'hyper_wrn40_1': _row(width=1, hyper=True, params='0.097M', test_error='8.02'),
-    'wrn40_2': _row(width=2, hyper=False, params='2.236M', test_error='5.66'),
-    'hyper_wrn40_2': _row(width=2, hyper=True, params='0.148M', test_error='7.23'),
-    'tiny': _tiny,
+  'wrn40_1': _row(width=1, hyper=False, params='0.563M', test_error='6.73'),
+  'hyper_wrn40_1': _row(width=1, hyper=True, params='0.097M', test_error='8.02'),
+  'wrn40_2': _row(width=2, hyper=False, params='2.236M', test_error='5.66'),
+  'hyper_wrn40_2': _row(width=2, hyper=True, params='0.148M', test_error='7.23'),
+  'tiny': _tiny,
 }
 
 
@@ -62,8 +73,11 @@ def _wrn_depth(config: ml_collections.ConfigDict) -> None:
   m = config.model
   if m.name == 'wrn' and (m.depth < 10 or (m.depth - 4) % 6 or m.width < 1):
     field = 'model.width' if m.width < 1 else 'model.depth'
-    raise v.ConfigError(field, f'WRN-{m.depth}-{m.width} is not a Wide ResNet; allowed: depth 6n+4 with '
-                        f'n >= 1 (10, 16, 22, 28, 34, 40, ...) and width >= 1')
+    raise v.ConfigError(
+      field,
+      f'WRN-{m.depth}-{m.width} is not a Wide ResNet; allowed: depth 6n+4 with '
+      f'n >= 1 (10, 16, 22, 28, 34, 40, ...) and width >= 1',
+    )
 
 
 RULES = (_wrn_depth,)  # Joins configs/common.py's schema (experiments/validate.py).

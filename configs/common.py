@@ -6,7 +6,7 @@ optimizer of one paper row; `select_variant` turns an unknown variant into a one
 schema experiments/validate.py checks every config against; a family file may add its own `CHECKS`/`RULES`.
 """
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import ml_collections
 
@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.splits = ('valid', 'test')  # Splits reported by --mode=eval and at the end of training.
   config.eval.batch_size = 128  # Eval batch size (streams for char models; images for image models).
   config.eval.max_batches = -1  # Cap on eval batches per split (-1: the whole split).
-  config.eval.metric = 'loss'  # Validation metric that picks the best checkpoint and drives early stopping (lower is better).
+  config.eval.metric = 'loss'  # Valid metric for the best checkpoint and early stopping (lower is better).
   config.eval.patience = -1  # Early stopping: stop after this many evals without a better valid metric.
 
   config.checkpoint = ml_collections.ConfigDict()
@@ -167,7 +167,7 @@ def image(config: ml_collections.ConfigDict, *, data: str, model: str, hyper: bo
 OPTIMIZERS = ('adam', 'nesterov')  # experiments/trainer.py make_optimizer.
 SCHEDULES = ('constant', 'step')
 SPLITS = ('train', 'valid', 'test')
-CELL_NAMES = ('lstm', 'ln_lstm', 'hyperlstm', 'ln_hyperlstm', 'hyperrnn')  # tests/test_configs.py: = the model's
+CELL_NAMES = ('lstm', 'ln_lstm', 'hyperlstm', 'ln_hyperlstm', 'hyperrnn')  # As in the model code (tested).
 Z_INITS = ('reference', 'random_embedding', 'random_projection')  # hyper.cells.Z_INITS
 CHAR_DATA = ('synthetic', 'ptb_char', 'enwik8')  # experiments.data.text.NAMES
 IMAGE_DATA = ('mnist', 'cifar10')  # experiments.data.images.IMAGE_SHAPES

@@ -15,14 +15,27 @@ def _row(hyper: bool):
     # Second-layer kernel parameters (the paper gives no total) and test error, section 4.1.
     config.paper.params = '4,244 (kernel 2)' if hyper else '12,544 (kernel 2)'
     config.paper.test = '0.76% error' if hyper else '0.72% error'
-    common.image(config, data='mnist', model='mnist_conv', hyper=hyper, depth=0, width=0,
-                 embedding_size=4,  # Sec. 4.1: N_z = 4 for the MNIST kernel generator.
-                 batch_size=1000, optimizer='adam', learning_rate=0.001, schedule='constant',
-                 decay_epochs=(), decay_factor=1.0, weight_decay=0.0,
-                 num_epochs=100.0,  # 55 steps per epoch; the best validation checkpoint is kept.
-                 eval_every_steps=275)  # Every 5 epochs.
+    common.image(
+      config,
+      data='mnist',
+      model='mnist_conv',
+      hyper=hyper,
+      depth=0,
+      width=0,
+      embedding_size=4,  # Sec. 4.1: N_z = 4 for the MNIST kernel generator.
+      batch_size=1000,
+      optimizer='adam',
+      learning_rate=0.001,
+      schedule='constant',
+      decay_epochs=(),
+      decay_factor=1.0,
+      weight_decay=0.0,
+      num_epochs=100.0,  # 55 steps per epoch; the best validation checkpoint is kept.
+      eval_every_steps=275,
+    )  # Every 5 epochs.
     config.checkpoint.every_steps = 275
     config.log.every_steps = 55
+
   return apply
 
 

@@ -23,7 +23,8 @@ import importlib
 import json
 import math
 import os
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import ml_collections
 from etils import epath
@@ -37,6 +38,9 @@ CHANGES_FILE = 'config_changes.jsonl'
 # data lives (they change when a run moves to another machine), not what the data is.
 RUN_LENGTH_FIELDS = ('train.num_steps', 'train.num_epochs', 'eval.patience')
 LOCATION_FIELDS = ('data.data_dir', 'data.manual_dir')
+# Never compared nor recorded: test hooks (fault injection) and the name of the family file (provenance;
+# config.json files written before it existed lack it), not part of what a run trains.
+UNCOMPARED_FIELDS = ('debug', 'family')
 # --mode=eval|sample|summary on a workdir: only what defines the trained model must match; eval.*,
 # sample.*, mesh.* and the rest may be set freely for the evaluation.
 MODEL_PREFIXES = ('task', 'model', 'data')
@@ -77,15 +81,28 @@ def _is_number(x) -> bool:
 def integer(minimum: int | None = None, maximum: int | None = None, *, also: Iterable[int] = ()) -> Check:
   """An int in [minimum, maximum], or one of `also` (e.g. -1 meaning 'unset')."""
   also = tuple(also)
-  bounds = ' and '.join(s for s in (f'>= {minimum}' if minimum is not None else '',
-                                    f'<= {maximum}' if maximum is not None else '') if s)
+  bounds = ' and '.join(
+    s
+    for s in (f'>= {minimum}' if minimum is not None else '', f'<= {maximum}' if maximum is not None else '')
+    if s
+  )
   text = f'an integer {bounds}'.strip() + (f', or {" or ".join(map(str, also))}' if also else '')
-  return Check(text, lambda x: _is_int(x) and (x in also or (
-      (minimum is None or x >= minimum) and (maximum is None or x <= maximum))))
+  return Check(
+    text,
+    lambda x: (
+      _is_int(x) and (x in also or ((minimum is None or x >= minimum) and (maximum is None or x <= maximum)))
+    ),
+  )
 
 
-def number(minimum: float | None = None, maximum: float | None = None, *, open_min: bool = False,
-           open_max: bool = False, also: Iterable[float] = ()) -> Check:
+def number(
+  minimum: float | None = None,
+  maximum: float | None = None,
+  *,
+  open_min: bool = False,
+  open_max: bool = False,
+  also: Iterable[float] = (),
+) -> Check:
   """A finite int or float in the interval (open or closed at each end), or one of `also`."""
   also = tuple(also)
   lo = f'{">" if open_min else ">="} {minimum}' if minimum is not None else ''
@@ -101,6 +118,7 @@ def number(minimum: float | None = None, maximum: float | None = None, *, open_m
     if minimum is not None and (x <= minimum if open_min else x < minimum):
       return False
     return maximum is None or (x < maximum if open_max else x <= maximum)
+
   return Check(text, test)
 
 
@@ -113,12 +131,15 @@ def boolean() -> Check:
 
 
 def text(nonempty: bool = False) -> Check:
-  return Check('a non-empty string' if nonempty else 'a string',
-               lambda x: isinstance(x, str) and (bool(x) or not nonempty))
+  return Check(
+    'a non-empty string' if nonempty else 'a string',
+    lambda x: isinstance(x, str) and (bool(x) or not nonempty),
+  )
 
 
-def sequence_of(item: Check, *, nonempty: bool = False, increasing: bool = False,
-                distinct: bool = False) -> Check:
+def sequence_of(
+  item: Check, *, nonempty: bool = False, increasing: bool = False, distinct: bool = False
+) -> Check:
   """A tuple/list whose every item passes `item` (JSON gives lists where the config had tuples)."""
   words = [w for w, on in (('non-empty', nonempty), ('increasing', increasing), ('distinct', distinct)) if on]
   text_ = f'a {" ".join(words)} tuple of ({item.allowed})'.replace('a  ', 'a ')
@@ -131,25 +152,32 @@ def sequence_of(item: Check, *, nonempty: bool = False, increasing: bool = False
     if increasing and any(b <= a for a, b in zip(x, x[1:])):
       return False
     return not distinct or len(set(x)) == len(x)
+
   return Check(text_, test)
 
 
 def available_tasks() -> list[str]:
   """Modules of experiments/tasks/ that a config.task may name (without importing them)."""
   folder = os.path.join(ROOT, 'experiments', 'tasks')
-  return sorted(f[:-3] for f in os.listdir(folder)
-                if f.endswith('.py') and not f.startswith('_') and f not in ('base.py',))
+  return sorted(
+    f[:-3]
+    for f in os.listdir(folder)
+    if f.endswith('.py') and not f.startswith('_') and f not in ('base.py',)
+  )
 
 
 def available_families() -> list[str]:
   folder = os.path.join(ROOT, 'configs')
-  return sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and not f.startswith('_')
-                and f != 'common.py')
+  return sorted(
+    f[:-3] for f in os.listdir(folder) if f.endswith('.py') and not f.startswith('_') and f != 'common.py'
+  )
 
 
 def _task_check() -> Check:
-  return Check(f'one of the experiments/tasks/*.py modules: {", ".join(available_tasks())}',
-               lambda x: isinstance(x, str) and x in available_tasks())
+  return Check(
+    f'one of the experiments/tasks/*.py modules: {", ".join(available_tasks())}',
+    lambda x: isinstance(x, str) and x in available_tasks(),
+  )
 
 
 @dataclasses.dataclass
@@ -235,20 +263,28 @@ def check_devices(config: ml_collections.ConfigDict, device_count: int, process_
   shape, axes = list(config.mesh.shape), list(config.mesh.axes)
   known = math.prod(s for s in shape if s != -1)
   if (-1 in shape and device_count % known) or (-1 not in shape and known != device_count):
-    raise ConfigError('mesh.shape', f'{tuple(shape)} does not fit the {device_count} devices; allowed: '
-                      f'shapes whose product is {device_count}, with at most one -1 taking the rest '
-                      f'(e.g. (-1, 1))')
+    raise ConfigError(
+      'mesh.shape',
+      f'{tuple(shape)} does not fit the {device_count} devices; allowed: '
+      f'shapes whose product is {device_count}, with at most one -1 taking the rest '
+      f'(e.g. (-1, 1))',
+    )
   data = data_parallel_size(shape, axes, device_count)
   for field in ('train.batch_size', 'eval.batch_size'):
     section, name = field.split('.')
     value = config[section].get(name)
     if value is None:
       continue
-    for divisor, what in ((data, f"the 'data' mesh axis ({data} devices)"),
-                          (process_count, f'the {process_count} processes')):
+    for divisor, what in (
+      (data, f"the 'data' mesh axis ({data} devices)"),
+      (process_count, f'the {process_count} processes'),
+    ):
       if divisor > 1 and value % divisor:
-        raise ConfigError(field, f'{value} does not split evenly over {what}; allowed: multiples of '
-                          f'{math.lcm(data, process_count)} (e.g. {_next_multiple(value, math.lcm(data, process_count))})')
+        raise ConfigError(
+          field,
+          f'{value} does not split evenly over {what}; allowed: multiples of '
+          f'{math.lcm(data, process_count)} (e.g. {_next_multiple(value, math.lcm(data, process_count))})',
+        )
 
 
 def _next_multiple(value: int, divisor: int) -> int:
@@ -282,17 +318,19 @@ def _plain(config) -> dict[str, Any]:
   return leaves(config)
 
 
-def config_diff(stored, new, *, ignore: Iterable[str] = (), only: Iterable[str] | None = None
-                ) -> dict[str, tuple[Any, Any]]:
+def config_diff(
+  stored, new, *, ignore: Iterable[str] = (), only: Iterable[str] | None = None
+) -> dict[str, tuple[Any, Any]]:
   """Dotted path -> (stored value, new value) for every differing leaf ('<absent>' where missing).
 
-  `ignore` drops those paths; `only` keeps just the paths equal to or under one of its prefixes.
+  `ignore` drops the paths equal to or under one of its prefixes; `only` keeps just those.
   """
   a, b = _plain(stored), _plain(new)
-  ignore, only = set(ignore), tuple(only) if only is not None else None
+  under = lambda path, prefixes: any(path == p or path.startswith(p + '.') for p in prefixes)
+  ignore, only = tuple(ignore), tuple(only) if only is not None else None
   out = {}
   for path in sorted(set(a) | set(b)):
-    if path in ignore or (only is not None and not any(path == p or path.startswith(p + '.') for p in only)):
+    if under(path, ignore) or (only is not None and not under(path, only)):
       continue
     old, new_value = a.get(path, '<absent>'), b.get(path, '<absent>')
     if old != new_value:
@@ -307,11 +345,17 @@ def write_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict) 
   tmp.replace(path)  # Atomic on a local disk: a kill never leaves half a config.json.
 
 
-def record_config_change(workdir: str | os.PathLike, changes: Mapping[str, tuple[Any, Any]],
-                         reason: str) -> None:
+def record_config_change(
+  workdir: str | os.PathLike, changes: Mapping[str, tuple[Any, Any]], reason: str
+) -> None:
   """Appends one JSON line {time, reason, changes: {path: [stored, new]}} to config_changes.jsonl."""
   path = epath.Path(workdir) / CHANGES_FILE
-  line = json.dumps({'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                     'reason': reason, 'changes': {k: list(v) for k, v in changes.items()}})
+  line = json.dumps(
+    {
+      'time': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+      'reason': reason,
+      'changes': {k: list(v) for k, v in changes.items()},
+    }
+  )
   previous = path.read_text() if path.exists() else ''
   path.write_text(previous + line + '\n')  # epath has no append mode that every backend supports.

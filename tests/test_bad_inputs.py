@@ -57,8 +57,14 @@ def in_process(argv, capsys):
 
 def subprocess_launch(argv, env=None, prefix=()):
   full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
-  result = subprocess.run([*prefix, sys.executable, os.path.join(ROOT, 'launch.py'), *argv], cwd=ROOT,
-                          env=full_env, capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [*prefix, sys.executable, os.path.join(ROOT, 'launch.py'), *argv],
+    cwd=ROOT,
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   return result.returncode, result.stderr
 
 
@@ -84,44 +90,62 @@ def test_negative_num_steps_subprocess(tmp_path):
 
 def test_num_steps_zero_is_refused(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process([CHAR, '--config.train.num_steps=0', f'--workdir={workdir}'], capsys),
-           'config.train.num_steps', '0 is not allowed')
+  one_line(
+    *in_process([CHAR, '--config.train.num_steps=0', f'--workdir={workdir}'], capsys),
+    'config.train.num_steps',
+    '0 is not allowed',
+  )
   assert not workdir.exists()
 
 
 def test_sample_mode_with_an_image_config(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process([IMAGE, '--mode=sample', f'--workdir={workdir}'], capsys),
-           '--mode=sample', "'image'", 'allowed: train, eval, summary')
+  one_line(
+    *in_process([IMAGE, '--mode=sample', f'--workdir={workdir}'], capsys),
+    '--mode=sample',
+    "'image'",
+    'allowed: train, eval, summary',
+  )
   assert not workdir.exists()
 
 
 def test_seq_len_zero(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process([CHAR, '--config.data.seq_len=0', f'--workdir={workdir}'], capsys),
-           'config.data.seq_len', 'an integer >= 1')
+  one_line(
+    *in_process([CHAR, '--config.data.seq_len=0', f'--workdir={workdir}'], capsys),
+    'config.data.seq_len',
+    'an integer >= 1',
+  )
   assert not workdir.exists()
 
 
 def test_batch_size_zero(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process([IMAGE, '--config.train.batch_size=0', f'--workdir={workdir}'], capsys),
-           'config.train.batch_size', 'an integer >= 1')
+  one_line(
+    *in_process([IMAGE, '--config.train.batch_size=0', f'--workdir={workdir}'], capsys),
+    'config.train.batch_size',
+    'an integer >= 1',
+  )
   assert not workdir.exists()
 
 
 def test_mesh_3x1_on_one_device(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  code, err = subprocess_launch([IMAGE, '--config.mesh.shape=(3,1)', f'--workdir={workdir}'],
-                                env={'XLA_FLAGS': ''})
+  code, err = subprocess_launch(
+    [IMAGE, '--config.mesh.shape=(3,1)', f'--workdir={workdir}'], env={'XLA_FLAGS': ''}
+  )
   one_line(code, err, 'config.mesh.shape', '(3, 1)', 'the 1 devices', '(-1, 1)')
   assert not workdir.exists()
 
 
 def test_unknown_optimizer(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process([IMAGE, '--config.train.optimizer=sgd', f'--workdir={workdir}'], capsys),
-           'config.train.optimizer', "'sgd'", "'adam', 'nesterov'")
+  one_line(
+    *in_process([IMAGE, '--config.train.optimizer=sgd', f'--workdir={workdir}'], capsys),
+    'config.train.optimizer',
+    "'sgd'",
+    "'adam', 'nesterov'",
+  )
   assert not workdir.exists()
 
 
@@ -158,49 +182,76 @@ def test_read_only_workdir(run_dir):
 
 def test_batch_12_on_8_devices(tmp_path):
   workdir = tmp_path / 'new'
-  code, err = subprocess_launch([IMAGE, '--config.train.batch_size=12', f'--workdir={workdir}'],
-                                env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  code, err = subprocess_launch(
+    [IMAGE, '--config.train.batch_size=12', f'--workdir={workdir}'],
+    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+  )
   one_line(code, err, 'config.train.batch_size', '12', "'data' mesh axis (8 devices)", 'multiples of 8')
   assert not workdir.exists()
 
 
 def test_unknown_config_key(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process([CHAR, '--config.train.lerning_rate=0.1', f'--workdir={workdir}'], capsys),
-           "unknown config key 'train.lerning_rate'", 'train.learning_rate')
+  one_line(
+    *in_process([CHAR, '--config.train.lerning_rate=0.1', f'--workdir={workdir}'], capsys),
+    "unknown config key 'train.lerning_rate'",
+    'train.learning_rate',
+  )
   assert not workdir.exists()
 
 
 def test_unknown_variant(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process(['--config=configs/ptb_char.py:ln_hyperlstm9', f'--workdir={workdir}'], capsys),
-           "unknown variant 'ln_hyperlstm9'", 'ln_hyperlstm1000_nz16', 'tiny')
+  one_line(
+    *in_process(['--config=configs/ptb_char.py:ln_hyperlstm9', f'--workdir={workdir}'], capsys),
+    "unknown variant 'ln_hyperlstm9'",
+    'ln_hyperlstm1000_nz16',
+    'tiny',
+  )
   assert not workdir.exists()
 
 
 def test_resume_with_a_changed_learning_rate(run_dir, capsys):
   workdir, before = run_dir
-  line = one_line(*in_process([CHAR, '--config.train.learning_rate=0.1', f'--workdir={workdir}'], capsys),
-                  'train.learning_rate (0.01 -> 0.1)', '--allow_config_change')
+  line = one_line(
+    *in_process([CHAR, '--config.train.learning_rate=0.1', f'--workdir={workdir}'], capsys),
+    'train.learning_rate (0.01 -> 0.1)',
+    '--allow_config_change',
+  )
   assert 'model.' not in line  # Only the differing key is named.
   assert snapshot(workdir) == before
 
 
 def test_eval_of_a_workdir_with_another_config(run_dir, capsys):
   workdir, before = run_dir
-  line = one_line(*in_process(['--config=configs/enwik8.py:tiny', '--mode=eval', f'--workdir={workdir}'],
-                              capsys), 'another config', 'model.', 'omit --config')
+  line = one_line(
+    *in_process(['--config=configs/enwik8.py:tiny', '--mode=eval', f'--workdir={workdir}'], capsys),
+    'another config',
+    'model.',
+    'omit --config',
+  )
   assert 'train.' not in line  # eval compares what defines the model only.
   assert snapshot(workdir) == before
 
 
 def test_help_lists_the_flags():
-  result = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--help'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  result = subprocess.run(
+    [sys.executable, os.path.join(ROOT, 'launch.py'), '--help'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+  )
   assert result.returncode == 0, result.stderr[-2000:]
-  for flag in ('--config:', '--workdir:', '--mode:', '--checkpoint:', '--[no]allow_config_change:',
-               '--[no]multihost:'):
+  for flag in (
+    '--config:',
+    '--workdir:',
+    '--mode:',
+    '--checkpoint:',
+    '--[no]allow_config_change:',
+    '--[no]multihost:',
+  ):
     assert flag in result.stdout, flag
   assert '--jax_' not in result.stdout  # JAX's flags are behind --helpfull, as absl does for libraries.
 
@@ -208,7 +259,9 @@ def test_help_lists_the_flags():
 # ---- more bad inputs ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('args, needles', [
+@pytest.mark.parametrize(
+  'args, needles',
+  [
     (['--config.task=nope'], ['config.task', 'char_lm, image']),
     (['--config.model.cell=gru'], ['config.model.cell', "'ln_hyperlstm'"]),
     (['--config.data.name=wiki'], ['config.data.name', "'ptb_char'"]),
@@ -223,7 +276,8 @@ def test_help_lists_the_flags():
     (['--mode=fit'], ['--mode=fit', 'train|eval|sample|summary']),
     (['--foo=1'], ["'foo'", '--help']),
     (['extra'], ["unexpected arguments 'extra'"]),
-])
+  ],
+)
 def test_more_bad_values(args, needles, tmp_path, capsys):
   workdir = tmp_path / 'new'
   one_line(*in_process([CHAR, *args, f'--workdir={workdir}'], capsys), *needles)
@@ -232,17 +286,28 @@ def test_more_bad_values(args, needles, tmp_path, capsys):
 
 def test_wide_resnet_depth_from_the_family_rules(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process(['--config=configs/cifar10.py:tiny', '--config.model.depth=12', f'--workdir={workdir}'],
-                       capsys), 'config.model.depth', '6n+4')
+  one_line(
+    *in_process(
+      ['--config=configs/cifar10.py:tiny', '--config.model.depth=12', f'--workdir={workdir}'], capsys
+    ),
+    'config.model.depth',
+    '6n+4',
+  )
   assert not workdir.exists()
 
 
 def test_missing_config_file_and_overrides_without_config(tmp_path, capsys):
   workdir = tmp_path / 'new'
-  one_line(*in_process(['--config=configs/nope.py', f'--workdir={workdir}'], capsys),
-           "'configs/nope.py' not found", 'configs/ptb_char.py')
-  one_line(*in_process(['--config.train.num_steps=5', f'--workdir={workdir}'], capsys),
-           '--config.train.num_steps', 'give --config=')
+  one_line(
+    *in_process(['--config=configs/nope.py', f'--workdir={workdir}'], capsys),
+    "'configs/nope.py' not found",
+    'configs/ptb_char.py',
+  )
+  one_line(
+    *in_process(['--config.train.num_steps=5', f'--workdir={workdir}'], capsys),
+    '--config.train.num_steps',
+    'give --config=',
+  )
   assert not workdir.exists()
 
 
@@ -263,3 +328,16 @@ def test_stored_config_is_validated_and_a_corrupt_one_named(run_dir, capsys):
   before = snapshot(workdir)
   one_line(*in_process([f'--workdir={workdir}'], capsys), 'config.json cannot be read')
   assert snapshot(workdir) == before
+
+
+def test_an_unexpected_failure_is_one_line_naming_its_traceback_file():
+  try:
+    {}['missing']
+  except KeyError as e:
+    line = launch._runtime_failure(e)
+  assert '\n' not in line and line.startswith("KeyError: 'missing' (traceback in ")
+  path = line.rsplit('traceback in ', 1)[1].rstrip(')')
+  with open(path) as f:
+    text = f.read()
+  os.unlink(path)
+  assert text.startswith('Traceback') and "{}['missing']" in text

@@ -47,7 +47,11 @@ def test_ptb_char_rows_follow_appendix_a33():
   ptb = _family('ptb_char')
   c = ptb.get_config('ln_hyperlstm1000')
   assert (c.train.batch_size, c.data.seq_len, c.train.learning_rate, c.train.grad_clip_norm) == (
-      128, 100, 0.001, 1.0)
+    128,
+    100,
+    0.001,
+    1.0,
+  )
   assert (c.model.hyper_features, c.model.embedding_size) == (128, 4)
   assert c.model.input_dropout == c.model.output_dropout == c.model.recurrent_dropout == pytest.approx(0.1)
   assert ptb.get_config('ln_hyperlstm1000_nz16').model.recurrent_dropout == pytest.approx(0.15)
@@ -64,13 +68,17 @@ def test_enwik8_and_image_rows():
   assert (m.train.batch_size, m.train.learning_rate, m.train.optimizer) == (1000, 0.001, 'adam')
   normal = _family('cifar10').get_config('wrn40_2')
   assert (normal.train.optimizer, normal.train.learning_rate, normal.train.weight_decay) == (
-      'nesterov', 0.1, 5e-4)
+    'nesterov',
+    0.1,
+    5e-4,
+  )
   assert tuple(normal.train.decay_epochs) == (60.0, 120.0, 160.0) and normal.model.width == 2
   assert _family('cifar10').get_config('hyper_wrn40_1').train.optimizer == 'adam'
 
 
 def test_durations_are_converted_in_one_helper():
   from experiments import trainer
+
   assert trainer.to_steps(steps=7, epochs=-1, steps_per_epoch=100) == 7
   assert trainer.to_steps(steps=-1, epochs=2.5, steps_per_epoch=100) == 250
   with pytest.raises(ValueError, match='not both'):
@@ -84,6 +92,7 @@ PINNED_ROWS = {('ptb_char', 'ln_hyperlstm1000_nz16'), ('enwik8', 'ln_hyperlstm18
 @pytest.mark.parametrize('family', ('ptb_char', 'enwik8', 'cifar10'))
 def test_summary_prints_the_papers_count_and_result(family, capsys):
   from experiments import trainer
+
   module = _family(family)
   rows = [v for v in module.VARIANTS if module.get_config(v).paper.params]
   assert len(rows) == {'ptb_char': 8, 'enwik8': 6, 'cifar10': 4}[family]
@@ -103,8 +112,8 @@ def test_summary_prints_the_papers_count_and_result(family, capsys):
 
 # ---- the schema (experiments/validate.py) ----------------------------------------------------------------
 
-from experiments import validate as v  # noqa: E402
 from configs import common  # noqa: E402
+from experiments import validate as v  # noqa: E402
 
 
 def test_every_variant_of_every_family_validates():
@@ -127,20 +136,24 @@ def test_the_schema_checks_every_field(family):
 
 
 def test_name_lists_match_the_code():
+  import hyper.cells
   from experiments import trainer
   from experiments.data import images, text
-  import hyper.cells
+
   assert set(common.CHAR_DATA) == set(text.NAMES)
   assert set(common.IMAGE_DATA) == set(images.IMAGE_SHAPES)
   assert tuple(common.Z_INITS) == tuple(hyper.cells.Z_INITS)
   try:  # The cell registry moves to experiments/models.py (make_cell); before that, hyper/sequence.py.
     from experiments import models
+
     cells = next(getattr(models, n) for n in ('CELLS', 'CELL_NAMES', 'CELL_KINDS') if hasattr(models, n))
   except (ImportError, StopIteration):
     from hyper import sequence
+
     cells = sequence.CELL_KINDS
   assert set(common.CELL_NAMES) == set(cells)
   import ml_collections
+
   train = lambda **kw: ml_collections.ConfigDict({**_family('cifar10').get_config('tiny').train, **kw})
   for name in common.OPTIMIZERS:
     trainer.make_optimizer(train(optimizer=name), 10)
@@ -150,7 +163,9 @@ def test_name_lists_match_the_code():
     trainer.make_optimizer(train(schedule=name), 10)
 
 
-@pytest.mark.parametrize('field, value, needle', [
+@pytest.mark.parametrize(
+  'field, value, needle',
+  [
     ('train.num_steps', 0, 'an integer >= 1, or -1'),
     ('train.learning_rate', 0.0, 'a number > 0'),
     ('train.momentum', 1.0, '< 1'),
@@ -162,7 +177,8 @@ def test_name_lists_match_the_code():
     ('mesh.axes', ('batch', 'model'), "'data'"),
     ('sample.temperature', 0.0, '> 0'),
     ('seed', -1, '>= 0'),
-])
+  ],
+)
 def test_each_bad_value_names_its_field(field, value, needle):
   config = _family('ptb_char').get_config('tiny')
   section, name = field.rsplit('.', 1) if '.' in field else ('', field)
@@ -176,12 +192,14 @@ def test_each_bad_value_names_its_field(field, value, needle):
 def test_a_family_registers_its_own_checks(monkeypatch):
   """A new family's file carries CHECKS/RULES; the validator is not edited (here: a module in memory)."""
   import types
+
   family = types.ModuleType('configs.handwriting_demo')
   family.CHECKS = {'model.mixtures': v.integer(1, 50)}
 
   def _rule(config):
     if config.model.mixtures > config.model.features:
       raise v.ConfigError('model.mixtures', 'must not exceed model.features')
+
   family.RULES = (_rule,)
   monkeypatch.setitem(sys.modules, 'configs.handwriting_demo', family)
   config = _family('ptb_char').get_config('tiny')
@@ -242,6 +260,7 @@ def test_config_diff_names_the_keys_and_ignores_the_run_length(tmp_path):
   v.record_config_change(tmp_path, {'train.num_steps': (30, 500)}, 'run length')
   v.record_config_change(tmp_path, {'train.learning_rate': (0.01, 0.1)}, '--allow_config_change')
   import json
+
   lines = [json.loads(l) for l in (tmp_path / v.CHANGES_FILE).read_text().splitlines()]
   assert [l['reason'] for l in lines] == ['run length', '--allow_config_change']
   assert lines[1]['changes'] == {'train.learning_rate': [0.01, 0.1]}
