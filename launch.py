@@ -29,7 +29,6 @@ if ROOT not in sys.path:  # Config files import configs.common and experiments.v
 
 from experiments import validate  # noqa: E402  (after the sys.path line above)
 
-DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'default.py')
 MODES = ('train', 'eval', 'sample', 'summary')
 HELP_FLAGS = ('--help', '-help', '-h', '--helpshort', '--helpfull', '--helpxml', '-?')
 
@@ -140,6 +139,11 @@ def _load_default_config() -> config_dict.ConfigDict:
   return importlib.import_module('configs.default').get_config(None)
 
 
+def default_workdir(config: config_dict.ConfigDict) -> str:
+  family = config.get('family', '') or config.task
+  return os.path.join('runs', family if config.variant in ('', family) else f'{family}_{config.variant}')
+
+
 def _is_local(workdir: str) -> bool:
   return '://' not in workdir
 
@@ -184,7 +188,7 @@ def _describe(changes: dict, limit: int = 4) -> str:
 
 def _check_config(config: config_dict.ConfigDict, mode: str) -> None:
   validate.validate(config)
-  modes = getattr(importlib.import_module('configs.common'), 'TASK_MODES', {}).get(config.task, MODES)
+  modes = validate.allowed_modes(config) or MODES
   if mode not in modes:
     raise UsageError(
       f'--mode={mode} is not available for task {config.task!r} '
@@ -207,10 +211,11 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
     )
   if given:  # The flags alone are checked first: a bad field is reported whatever the workdir holds.
     _check_config(_CONFIG.value, mode)
-  if workdir is not None:
-    check_workdir(workdir, mode)
+  if workdir is None:
+    workdir = default_workdir(_CONFIG.value if given else _load_default_config())
+  check_workdir(workdir, mode)
   try:
-    stored = validate.read_stored_config(workdir) if workdir is not None else None
+    stored = validate.read_stored_config(workdir)
   except (ValueError, OSError) as e:
     raise UsageError(f'{workdir}/config.json cannot be read ({e}); give --config=... or repair it') from None
   if given:
@@ -226,21 +231,16 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
   else:
     config = _load_default_config()
     _check_config(config, mode)
-  if workdir is None:
-    family = config.get('family', '') or config.task
-    workdir = os.path.join('runs', family if config.variant in ('', family) else f'{family}_{config.variant}')
-    check_workdir(workdir, mode)
-    stored = validate.read_stored_config(workdir) if given else None
   record, run_length = {}, {}
-  if given and stored is not None:
-    free = (*validate.RUN_LENGTH_FIELDS, *validate.LOCATION_FIELDS)
+  if given and stored is not None and mode != 'summary':  # A summary reads no checkpoint.
+    free = (*validate.RUN_LENGTH_FIELDS, *validate.LOCATION_FIELDS, *validate.UNCOMPARED_FIELDS)
     if mode == 'train':
-      changes = validate.config_diff(stored, config, ignore=(*free, *validate.UNCOMPARED_FIELDS))
-      run_length = validate.config_diff(stored, config, only=free)
-    else:
-      changes = validate.config_diff(
-        stored, config, only=validate.MODEL_PREFIXES, ignore=validate.LOCATION_FIELDS
+      changes = validate.config_diff(stored, config, ignore=free)
+      run_length = validate.config_diff(
+        stored, config, only=(*validate.RUN_LENGTH_FIELDS, *validate.LOCATION_FIELDS)
       )
+    else:
+      changes = validate.config_diff(stored, config, only=validate.MODEL_PREFIXES, ignore=free)
     if changes and not _ALLOW_CHANGE.value:
       what = 'resume' if mode == 'train' else f'--mode={mode}'
       raise UsageError(

@@ -172,7 +172,7 @@ Z_INITS = ('reference', 'random_embedding', 'random_projection')  # hyper.cells.
 CHAR_DATA = ('synthetic', 'ptb_char', 'enwik8')  # experiments.data.text.NAMES
 IMAGE_DATA = ('mnist', 'cifar10')  # experiments.data.images.IMAGE_SHAPES
 IMAGE_MODELS = ('mnist_conv', 'wrn')
-# Modes each task supports beyond train/eval/summary (launch.py refuses the others before any work).
+# launch.py modes each task supports (the others are refused before any work); a family file may set MODES.
 TASK_MODES = {'char_lm': ('train', 'eval', 'sample', 'summary'), 'image': ('train', 'eval', 'summary')}
 
 _STEPS = v.integer(1)

@@ -41,9 +41,10 @@ LOCATION_FIELDS = ('data.data_dir', 'data.manual_dir')
 # Never compared nor recorded: test hooks (fault injection) and the name of the family file (provenance;
 # config.json files written before it existed lack it), not part of what a run trains.
 UNCOMPARED_FIELDS = ('debug', 'family')
-# --mode=eval|sample|summary on a workdir: only what defines the trained model must match; eval.*,
-# sample.*, mesh.* and the rest may be set freely for the evaluation.
-MODEL_PREFIXES = ('task', 'model', 'data')
+# --mode=eval|sample on a workdir: what defines the trained model and its state (train.* shapes the
+# optimizer state and the carry) must match, the run length aside; eval.*, sample.*, mesh.* and the rest
+# may be set freely for the evaluation.
+MODEL_PREFIXES = ('task', 'model', 'data', 'train')
 
 
 class ConfigError(ValueError):
@@ -213,6 +214,16 @@ class _TaskTables:
   def __init__(self, common, task: str):
     self.CHECKS = getattr(common, 'TASK_CHECKS', {}).get(task, {})  # pylint: disable=invalid-name
     self.RULES = getattr(common, 'TASK_RULES', {}).get(task, ())  # pylint: disable=invalid-name
+
+
+def allowed_modes(config: ml_collections.ConfigDict) -> tuple[str, ...] | None:
+  """launch.py modes the config's task supports: its family file's MODES, else configs/common.py's
+  TASK_MODES[task], else None (any mode; the task says at run time)."""
+  family = _family_module(config.get('family', ''))
+  if getattr(family, 'MODES', None):
+    return tuple(family.MODES)
+  modes = getattr(importlib.import_module('configs.common'), 'TASK_MODES', {}).get(config.get('task', ''))
+  return tuple(modes) if modes else None
 
 
 def _family_module(family: str):

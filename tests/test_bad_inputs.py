@@ -311,7 +311,10 @@ def test_missing_config_file_and_overrides_without_config(tmp_path, capsys):
   assert not workdir.exists()
 
 
-def test_eval_without_a_run(tmp_path, capsys):
+def test_eval_without_a_run(tmp_path, capsys, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # The default workdir, runs/<family>_<variant>, is relative to it.
+  mnist = os.path.join(ROOT, 'configs', 'mnist.py')
+  one_line(*in_process([f'--config={mnist}:tiny', '--mode=eval'], capsys), 'runs/mnist_tiny does not exist')
   one_line(*in_process(['--mode=eval', f'--workdir={tmp_path / "none"}'], capsys), 'does not exist')
   (tmp_path / 'empty').mkdir()
   one_line(*in_process(['--mode=sample', f'--workdir={tmp_path / "empty"}'], capsys), 'no config.json')

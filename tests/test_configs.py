@@ -201,9 +201,12 @@ def test_a_family_registers_its_own_checks(monkeypatch):
       raise v.ConfigError('model.mixtures', 'must not exceed model.features')
 
   family.RULES = (_rule,)
+  family.MODES = ('train', 'eval', 'summary')
   monkeypatch.setitem(sys.modules, 'configs.handwriting_demo', family)
   config = _family('ptb_char').get_config('tiny')
+  assert v.allowed_modes(config) == ('train', 'eval', 'sample', 'summary')  # The char_lm task's.
   config.family = 'handwriting_demo'
+  assert v.allowed_modes(config) == ('train', 'eval', 'summary')
   with config.unlocked():
     config.model.mixtures = 20
   v.validate(config)
@@ -256,7 +259,11 @@ def test_config_diff_names_the_keys_and_ignores_the_run_length(tmp_path):
   free = (*v.RUN_LENGTH_FIELDS, *v.LOCATION_FIELDS)
   assert v.config_diff(loaded, new, ignore=free) == {'train.learning_rate': (0.01, 0.1)}
   assert set(v.config_diff(loaded, new, only=free)) == {'train.num_steps', 'eval.patience', 'data.manual_dir'}
-  assert v.config_diff(loaded, new, only=v.MODEL_PREFIXES, ignore=v.LOCATION_FIELDS) == {}
+  free += v.UNCOMPARED_FIELDS
+  new.sample.length, new.eval.max_batches, new.debug.nan_at_step = 7, 1, 3  # Free for an evaluation.
+  assert v.config_diff(loaded, new, only=v.MODEL_PREFIXES, ignore=free) == {
+    'train.learning_rate': (0.01, 0.1)
+  }
   v.record_config_change(tmp_path, {'train.num_steps': (30, 500)}, 'run length')
   v.record_config_change(tmp_path, {'train.learning_rate': (0.01, 0.1)}, '--allow_config_change')
   import json

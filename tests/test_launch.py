@@ -97,10 +97,8 @@ def test_nan_stops_with_the_step_then_eval_sample_and_a_corrupt_only_checkpoint(
   checkpoints = os.path.join(workdir, 'checkpoints')
   assert ckpt_lib.CheckpointStore(checkpoints, keep=3).steps() == [4]
 
-  # The kept checkpoint is good: --mode=eval and --mode=sample use it.
-  result = T.run_launch(
-    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest']
-  )
+  # The kept checkpoint is good: --mode=eval (the workdir alone: its config.json) and --mode=sample use it.
+  result = T.run_launch([f'--workdir={workdir}', '--mode=eval', '--checkpoint=latest'])
   assert result.returncode == 0, result.stderr[-2000:]
   lines = result.stdout.strip().splitlines()
   assert [l.split(':')[0] for l in lines[-4:]] == ['valid_loss', 'valid_bpc', 'test_loss', 'test_bpc']
@@ -125,18 +123,12 @@ def test_nan_stops_with_the_step_then_eval_sample_and_a_corrupt_only_checkpoint(
   assert T.tree_snapshot(workdir) == before
 
 
-def test_stored_config_modes_and_recorded_config_changes(tmp_path):
+def test_resume_config_changes_are_refused_or_recorded(tmp_path):
   workdir = str(tmp_path / 'run')
   result = T.run_launch(
     [*T.launch_args(overrides={**OVERRIDES, 'train.num_steps': 8}), f'--workdir={workdir}']
   )
   assert result.returncode == 0, result.stderr[-2000:]
-  trained = result.stdout.strip().splitlines()[-4:]
-
-  # --mode=eval with the workdir alone reads its config.json and reports what training reported.
-  result = T.run_launch(['--mode=eval', f'--workdir={workdir}'])
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert result.stdout.strip().splitlines()[-4:] == trained
 
   # A longer run is a run-length change (accepted, recorded); another learning rate needs the flag and is
   # recorded apart. config.json follows both.
