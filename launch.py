@@ -344,12 +344,13 @@ def cli(argv: list[str]) -> int:
   for name in [n for n in flags.FLAGS if n.startswith('config.')]:  # Overrides of the previous call.
     delattr(flags.FLAGS, name)
   saved, sys.argv = sys.argv, list(argv)  # The --config flag reads its overrides from sys.argv.
+  hook = sys.unraisablehook
   try:
     main(parse_flags(argv))
   except SystemExit as e:
     return e.code if isinstance(e.code, int) else 1
   finally:
-    sys.argv = saved
+    sys.argv, sys.unraisablehook = saved, hook
   return 0
 
 

@@ -248,7 +248,12 @@ _CHAR_LM_CHECKS = {
     'model.*dtype': v.one_of('float32', 'bfloat16', 'float16'),
     'model.*layer_norm': v.boolean(),
     'model.*unroll': v.integer(1),
-    'data.name': v.one_of(*CHAR_DATA),
+    'model.*remat': v.boolean(),
+    'model.*forget_bias': v.number(),
+    'data.name': v.Check(  # experiments.data.text.load_char_corpus: a corpus, or ids prepared by export_ids.
+      f'{", ".join(map(repr, CHAR_DATA))}, or the path of a prepared .npz',
+      lambda x: x in CHAR_DATA or (isinstance(x, str) and x.endswith('.npz')),
+    ),
     'data.seq_len': v.integer(1),
     'data.manual_dir': v.text(),
     'data.data_dir': v.text(),

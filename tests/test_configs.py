@@ -189,6 +189,15 @@ def test_each_bad_value_names_its_field(field, value, needle):
   assert '\n' not in str(info.value)
 
 
+def test_char_data_is_a_corpus_name_or_a_prepared_npz():
+  config = _family('ptb_char').get_config('tiny')
+  config.data.name = 'prepared/ptb_char.npz'  # README: `--config.data.name=ptb_char.npz` on accelerators.
+  v.validate(config)
+  config.data.name = 'ptb'
+  with pytest.raises(v.ConfigError, match=r"config.data.name: 'ptb' is not allowed; allowed: 'synthetic', "):
+    v.validate(config)
+
+
 def test_a_family_registers_its_own_checks(monkeypatch):
   """A new family's file carries CHECKS/RULES; the validator is not edited (here: a module in memory)."""
   import types
