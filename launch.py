@@ -269,6 +269,44 @@ def _runtime_failure(e: BaseException) -> str:
   return f'{type(e).__name__}: {e} (traceback in {f.name})'
 
 
+def _run(trainer, mode: str, config, workdir: str, record: dict, run_length: dict) -> None:
+  """Starts JAX (and jax.distributed), checks the config against the devices, then runs the mode."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if _MULTIHOST.value:
+    # Cross-process collectives for CPU devices (local multi-process runs and tests); TPU/GPU ignore it.
+    try:
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    except (AttributeError, ValueError):  # Option renamed or gone in another jax version.
+      pass
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
+    )
+  if mode == 'summary':
+    trainer.summary(config)
+    return
+  validate.check_devices(config, jax.device_count(), jax.process_count())
+  if jax.process_index() == 0:
+    print(
+      f'process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of '
+      f'{jax.device_count()} devices: {jax.devices()[0].platform} {jax.devices()[0].device_kind}',
+      flush=True,
+    )
+  if mode == 'train':
+    if jax.process_index() == 0 and (record or run_length):
+      # The first write of this run; config.json now says what the run trains with.
+      validate.write_config(workdir, config)
+      if run_length:
+        validate.record_config_change(workdir, run_length, 'run length')
+      if record:
+        validate.record_config_change(workdir, record, '--allow_config_change')
+    trainer.train_and_evaluate(config, workdir)
+  elif mode == 'eval':
+    trainer.evaluate(config, workdir, _CHECKPOINT.value)
+  else:
+    trainer.sample(config, workdir, _CHECKPOINT.value)
+
+
 def main(argv: list[str]) -> None:
   sys.unraisablehook = _log_unraisable
   if len(argv) > 1:
@@ -283,52 +321,18 @@ def main(argv: list[str]) -> None:
   except (UsageError, validate.ConfigError) as e:
     _fail(str(e), code=2)
 
-  import jax  # pylint: disable=g-import-not-at-top  (after the config checks: bad input fails fast)
-
-  if _MULTIHOST.value:
-    # Cross-process collectives for CPU devices (local multi-process runs and tests); TPU/GPU ignore it.
-    try:
-      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    except (AttributeError, ValueError):  # Option renamed or gone in another jax version.
-      pass
-    jax.distributed.initialize(
-      coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
-    )
-  if mode != 'summary':
-    try:
-      validate.check_devices(config, jax.device_count(), jax.process_count())
-    except validate.ConfigError as e:
-      _fail(str(e), code=2)
-  from experiments import trainer  # pylint: disable=g-import-not-at-top
-  from experiments.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
-  from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
-
-  if jax.process_index() == 0 and mode != 'summary':
-    print(
-      f'process {jax.process_index()}/{jax.process_count()}, {jax.local_device_count()} local of '
-      f'{jax.device_count()} devices: {jax.devices()[0].platform} {jax.devices()[0].device_kind}',
-      flush=True,
-    )
+  known: tuple[type[Exception], ...] = ()  # Failures that explain themselves in one line.
   try:
-    if mode == 'train' and jax.process_index() == 0 and (record or run_length):
-      # The first write of this run; config.json now says what the run trains with.
-      validate.write_config(workdir, config)
-      if run_length:
-        validate.record_config_change(workdir, run_length, 'run length')
-      if record:
-        validate.record_config_change(workdir, record, '--allow_config_change')
-    if mode == 'train':
-      trainer.train_and_evaluate(config, workdir)
-    elif mode == 'eval':
-      trainer.evaluate(config, workdir, _CHECKPOINT.value)
-    elif mode == 'sample':
-      trainer.sample(config, workdir, _CHECKPOINT.value)
-    else:
-      trainer.summary(config)
-  except (DataError, CheckpointError, trainer.TrainingDiverged) as e:
-    message = str(e)
-  except Exception as e:  # pylint: disable=broad-except  (one line, the traceback in a file)
-    message = _runtime_failure(e)
+    from experiments import trainer  # pylint: disable=g-import-not-at-top  (after the checks: fail fast)
+    from experiments.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
+    from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
+
+    known = tuple(c for c in (DataError, CheckpointError, getattr(trainer, 'TrainingDiverged', None)) if c)
+    _run(trainer, mode, config, workdir, record, run_length)
+  except validate.ConfigError as e:  # The devices do not fit the config: still a user error.
+    _fail(str(e), code=2)
+  except Exception as e:  # pylint: disable=broad-except  (one line; an unexpected one names its traceback)
+    message = str(e) if isinstance(e, known) else _runtime_failure(e)
   else:
     return
   print(f'error: {" ".join(message.split())}', file=sys.stderr, flush=True)

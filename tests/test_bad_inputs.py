@@ -344,3 +344,11 @@ def test_an_unexpected_failure_is_one_line_naming_its_traceback_file():
     text = f.read()
   os.unlink(path)
   assert text.startswith('Traceback') and "{}['missing']" in text
+
+
+def test_a_jax_flag_reaches_jax_and_a_backend_failure_is_one_line():
+  code, err = subprocess_launch([CHAR, '--mode=summary', '--jax_platforms=tpu'])  # This machine has no TPU.
+  line = one_line(code, err, "RuntimeError: Unable to initialize backend 'tpu'", 'traceback in ', exit_code=1)
+  path = line.rsplit('traceback in ', 1)[1].rstrip(')')
+  assert 'Traceback' in open(path).read()
+  os.unlink(path)
