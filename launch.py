@@ -242,11 +242,10 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
     else:
       changes = validate.config_diff(stored, config, only=validate.MODEL_PREFIXES, ignore=free)
     if changes and not _ALLOW_CHANGE.value:
-      what = 'resume' if mode == 'train' else f'--mode={mode}'
+      what = 'resume it with these values' if mode == 'train' else f'use them for --mode={mode}'
       raise UsageError(
-        f'{workdir} holds a run with another config; it differs in {_describe(changes)}; '
-        f'to {what} it omit --config (its config.json is used), choose another --workdir, or '
-        f'pass --allow_config_change to change it deliberately'
+        f'{workdir} holds a run with another config, differing in {_describe(changes)}; omit --config '
+        f'to use its config.json, choose another --workdir, or pass --allow_config_change to {what}'
       )
     if mode == 'train':
       record = changes
