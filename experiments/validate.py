@@ -6,7 +6,8 @@ plus cross-field rules (functions that raise `ConfigError`). Nothing here knows 
 
 - `configs/common.py` registers `CHECKS` and `RULES` for the fields every family shares, and
   `TASK_CHECKS[task]` / `TASK_RULES[task]` for the fields its task helpers (`char_lm()`, `image()`) fill;
-- a family file `configs/<family>.py` may add its own `CHECKS` and `RULES` (merged last, so it can refine).
+- a family file `configs/<family>.py` may add its own `CHECKS` and `RULES` (its checks take precedence,
+  so a family can narrow a shared one) and `MODES` (the launch.py modes it supports).
 
 A new family therefore adds its checks in its own config file. Fields without a check are accepted as
 they are (ml-collections already keeps an override's type). Device-dependent facts (mesh shape, batch
