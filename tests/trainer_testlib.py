@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import importlib
+import json
 import os
 import socket
 import subprocess
@@ -49,10 +50,17 @@ def launch_args(config_arg: str = CHAR_CONFIG, overrides: dict | None = None, **
   return args
 
 
-def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False):
-  """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True)."""
+def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False,
+               faults: dict | None = None):
+  """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True).
+
+  faults: injected by tests/fault_child.py (e.g. {'kill_after_save': 6}, {'nan_at_step': 5})."""
   full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
-  cmd = [sys.executable, os.path.join(ROOT, 'launch.py'), *args]
+  script = 'launch.py'
+  if faults:
+    full_env['HYPER_TEST_FAULTS'] = json.dumps(faults)
+    script = os.path.join('tests', 'fault_child.py')
+  cmd = [sys.executable, os.path.join(ROOT, script), *args]
   if background:
     return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -87,6 +95,38 @@ def truncate_largest_file(step_dir: str) -> str:
   with open(path, 'r+b') as f:
     f.truncate(os.path.getsize(path) // 2)
   return path
+
+
+class TraceCounter:
+  """Counts traces of trainer.train_step while active (a retrace is a recompilation: a bug)."""
+
+  def __enter__(self):
+    from experiments import trainer  # pylint: disable=g-import-not-at-top
+    self.count = 0
+    self._trainer, self._original = trainer, trainer.train_step
+
+    def counted(*args, **kwargs):
+      self.count += 1
+      return self._original(*args, **kwargs)
+    trainer.train_step = counted
+    return self
+
+  def __exit__(self, *exc):
+    self._trainer.train_step = self._original
+
+
+def train_losses(workdir) -> dict[int, float]:
+  """step -> mean training loss of each log window, from metrics.jsonl."""
+  from experiments import metrics  # pylint: disable=g-import-not-at-top
+  return {r['step']: r['train/loss'] for r in metrics.read_metrics(workdir) if 'train/loss' in r}
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  """Committed checkpoint steps of a workdir (orbax's view, tmp folders excluded)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
 
 
 def restored_params(config, workdir: str, checkpoint: str = 'latest'):
