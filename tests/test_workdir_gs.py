@@ -2,7 +2,7 @@
 
 The bucket is a folder: fsspec's 'gcs' protocol (what epath uses for gs:// without TensorFlow) is
 registered to a local file system that maps gs://<bucket>/<key> to <root>/<bucket>/<key>, and orbax's
-TensorStore spec for gs:// paths is pointed at the same folder. Any `open`/`os.path` call on the
+TensorStore paths for the arrays are mapped to the same folder (orbax asks no bucket metadata). Any `open`/`os.path` call on the
 workdir would instead create a relative folder named 'gs:' in the current directory, which the test
 checks does not exist.
 """
@@ -14,6 +14,7 @@ import jax
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 from orbax.checkpoint._src.path import gcs_utils
+from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
 
 import trainer_testlib as T
 from experiments import metrics as metrics_lib
@@ -37,7 +38,10 @@ class FakeGCS(LocalFileSystem):
     path = os.fspath(path)
     for prefix in ('gs://', 'gcs://'):
       if path.startswith(prefix):
-        return os.path.join(cls.root, path[len(prefix):]).rstrip('/') or '/'
+        key = path[len(prefix):]
+        if ('/' + key).startswith(cls.root + '/'):  # epath's glob re-prefixes the local names we list.
+          return '/' + key.rstrip('/')
+        return os.path.join(cls.root, key).rstrip('/') or '/'
     return super()._strip_protocol(path)
 
   def unstrip_protocol(self, name):
@@ -52,13 +56,16 @@ def fake_bucket(tmp_path, monkeypatch):
   from etils.epath import backend  # pylint: disable=g-import-not-at-top
   backend.fsspec_backend._get_filesystem.cache_clear()
   monkeypatch.setattr('etils.epath.gpath._is_tf_installed', lambda: False)
-  get_kvstore = gcs_utils.get_kvstore_for_gcs
+  normalize = ts_utils._normalize_path  # pylint: disable=protected-access
 
-  def local_kvstore(path):
-    if path.startswith('gs://'):
-      return {'driver': 'file', 'path': os.path.join(FakeGCS.root, path[len('gs://'):])}
-    return get_kvstore(path)
-  monkeypatch.setattr(gcs_utils, 'get_kvstore_for_gcs', local_kvstore)
+  def to_local(path):  # TensorStore array files: gs://<key> -> <root>/<key>.
+    path = normalize(path)
+    return FakeGCS._strip_protocol(path) if path.startswith('gs://') else path
+  monkeypatch.setattr(ts_utils, '_normalize_path', to_local)
+  # Orbax's GCS-only paths (bucket metadata, GCS commit protocol) need the network: the fake bucket
+  # takes the generic path (temporary folder + rename through epath).
+  monkeypatch.setattr(gcs_utils, 'is_gcs_path', lambda path: False)
+  monkeypatch.setattr(gcs_utils, 'is_hierarchical_namespace_enabled', lambda path: False)
   monkeypatch.chdir(tmp_path)
   yield tmp_path / 'buckets'
   backend.fsspec_backend._get_filesystem.cache_clear()
