@@ -39,6 +39,11 @@ def test_uninterrupted_run_traces_once_learns_and_fills_the_workdir(reference):
   # One manager: the newest 3 steps (the improved evaluation at 6 was saved too); 4 was deleted.
   assert T.checkpoint_steps(workdir) == [6, 8, 12]
   assert not os.path.exists(os.path.join(workdir, 'lock'))  # Released at the end.
+  # TensorBoard: hyperparameters, learning rate, the sampled text (the char task's artifact).
+  tags = T.tensorboard_tags(workdir)
+  assert {'train/loss', 'train/learning_rate', 'valid/bpc', 'final_test/bpc'} <= tags['scalar']
+  assert tags['hparams'] and 'config' in {t.split('/')[0] for t in tags['text']}
+  assert any(t.startswith('sample') for t in tags['text']), tags['text']
   assert set(out['results']) == {'valid', 'test'}
   bpc = out['results']['valid']['bpc']
   assert bpc == pytest.approx(out['results']['valid']['loss'] / np.log(2))

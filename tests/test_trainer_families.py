@@ -21,3 +21,6 @@ def test_tiny_variant_of_every_family_learns(config_arg, tmp_path):
   assert traces.count == 1
   task = trainer.make_task(config, load_data=False)
   assert np.isfinite(out['results']['test'][task.main_metric])
+  if config.task == 'image':  # The main network's 16x16-channel kernels, as a PNG and in TensorBoard.
+    assert (tmp_path / 'kernels.png').read_bytes()[:4] == b'\x89PNG'
+    assert 'kernels' in T.tensorboard_tags(tmp_path)['image']

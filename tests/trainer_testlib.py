@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import jax
 import numpy as np
@@ -50,12 +51,19 @@ def launch_args(config_arg: str = CHAR_CONFIG, overrides: dict | None = None, **
   return args
 
 
+# One persistent XLA compilation cache for every launch.py child of this test session: the first child
+# compiles, the others load the executables (the same code, so results are unchanged) and start faster.
+COMPILE_CACHE = tempfile.mkdtemp(prefix='hyper_test_jax_cache_')
+CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': COMPILE_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+             'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+
+
 def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False,
                faults: dict | None = None):
   """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True).
 
   faults: injected by tests/fault_child.py (e.g. {'kill_after_save': 6}, {'nan_at_step': 5})."""
-  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
+  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **CACHE_ENV, **(env or {})}
   script = 'launch.py'
   if faults:
     full_env['HYPER_TEST_FAULTS'] = json.dumps(faults)
@@ -144,3 +152,29 @@ def assert_trees_equal(a, b, exact: bool = True, rtol: float = 1e-5, atol: float
       np.testing.assert_array_equal(x, y)
     else:
       np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def tensorboard_tags(workdir) -> dict[str, set[str]]:
+  """{'scalar'|'image'|'text'|'hparams': tags} of every event file under <workdir>/tensorboard.
+
+  Reads the TFRecord framing (length, crc, data, crc) and tensorboardX's Event protos: no TensorFlow."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  tags: dict[str, set[str]] = {'scalar': set(), 'image': set(), 'text': set(), 'hparams': set()}
+  for path in glob.glob(os.path.join(str(workdir), 'tensorboard', 'events.out.tfevents.*')):
+    data = open(path, 'rb').read()
+    offset = 0
+    while offset + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        if value.HasField('image'):
+          tags['image'].add(value.tag)
+        elif value.metadata.plugin_data.plugin_name == 'text':
+          tags['text'].add(value.tag)
+        elif value.metadata.plugin_data.plugin_name == 'hparams':
+          tags['hparams'].add(value.tag)
+        else:
+          tags['scalar'].add(value.tag)
+  return tags
