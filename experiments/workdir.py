@@ -27,6 +27,10 @@ from jax.experimental import multihost_utils
 from experiments.checkpoints import CheckpointError, RunError  # noqa: F401  (re-exported)
 
 
+class WorkdirError(CheckpointError):
+  """The workdir cannot be written (a file, read-only, no permission)."""
+
+
 class WorkdirLocked(CheckpointError):
   """Another live process is training into this workdir."""
 
@@ -54,7 +58,7 @@ def is_disk_full(error: BaseException) -> bool:
     seen.add(id(error))
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
       return True
-    if 'No space left on device' in str(error) or 'RESOURCE_EXHAUSTED' in str(error):
+    if 'No space left on device' in str(error):  # TensorStore's messages carry no errno.
       return True
     error = error.__cause__ or error.__context__
   return False
@@ -80,6 +84,15 @@ def _pid_alive(pid: int) -> bool:
   except PermissionError:  # Alive, another user's.
     return True
   return True
+
+
+def workdir_error(workdir: epath.Path, error: OSError) -> CheckpointError:
+  """One line for a workdir that cannot be written (a file, read-only, no permission)."""
+  if is_disk_full(error):
+    return DiskFull(f'no space left on the device of {workdir}; free space, then run the same command')
+  reason = error.strerror or str(error)
+  return WorkdirError(f'cannot write to the workdir {workdir} ({reason}: {error.filename or workdir}); '
+                  f'choose another --workdir')
 
 
 class Lock:
@@ -116,10 +129,14 @@ class Lock:
     """Takes the lock or raises WorkdirLocked naming the holder (one line); all processes agree."""
     problem = ''
     if jax.process_index() == 0:
-      self.workdir.mkdir(parents=True, exist_ok=True)
       info = {'pid': os.getpid(), 'host': socket.gethostname(), 'time': time.time(), 'token': self.token}
       text = json.dumps(info)
-      if not self._create(text):
+      try:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        created = self._create(text)
+      except OSError as e:
+        raise workdir_error(self.workdir, e) from None
+      if not created:
         try:
           holder = json.loads(self.path.read_text())
         except (OSError, ValueError):

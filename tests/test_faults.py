@@ -166,3 +166,13 @@ def test_full_disk_stops_with_one_line_and_an_intact_last_checkpoint(tmp_path):
   assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints')) if 'tmp' in n]
   assert _latest_step(workdir) == 6
   assert not os.path.exists(os.path.join(workdir, 'lock'))
+
+
+def test_a_workdir_that_cannot_be_written_is_one_error_before_anything_is_written(tmp_path):
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('x')
+  for bad in (a_file, a_file / 'run'):
+    with pytest.raises(workdir_lib.WorkdirError, match='cannot write to the workdir .* choose another'):
+      workdir_lib.Lock(workdir_lib.as_path(bad)).acquire()
+  assert a_file.read_text() == 'x'
