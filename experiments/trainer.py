@@ -313,7 +313,8 @@ def write_run_info(config: ml_collections.ConfigDict, workdir: str | epath.Path,
   workdir = workdir_lib.as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
-  info = {'param_count': param_count(params_abstract), 'data_source': data_source, 'git_commit': _git_commit(),
+  info = {'param_count': param_count(params_abstract), 'data_source': data_source,
+          'git_commit': _git_commit(),
           'versions': _versions(), 'seed': config.seed, 'process_count': jax.process_count(),
           'devices': [str(d) for d in jax.devices()], 'time': time.time(), 'argv': sys.argv}
   (workdir / 'run_info.json').write_text(json.dumps(info, indent=2))
@@ -592,7 +593,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | epath.Path, checkpo
   """A generated sample of the task (text for char models), printed and returned."""
   runner, state = restore_params(config, workdir, checkpoint)
   params, model_state = ckpt_lib.host_arrays((state['params'], state['model_state']))
-  text = runner.task.sample(params, model_state, jax.random.PRNGKey(config.seed), workdir_lib.as_path(workdir))
+  text = runner.task.sample(params, model_state, jax.random.PRNGKey(config.seed),
+                            workdir_lib.as_path(workdir))
   if text is None:
     raise ValueError(f'--mode=sample: the {config.task} task generates no samples; use a character '
                      f'model config (e.g. configs/ptb_char.py)')

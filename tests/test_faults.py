@@ -26,7 +26,7 @@ def _config(**more):
 
 def _one_line(result, code: int, *fragments: str) -> str:
   lines = T.error_lines(result.stderr)
-  assert result.returncode == code, f'rc {result.returncode}\n{result.stdout[-1500:]}\n{result.stderr[-3000:]}'
+  assert result.returncode == code, (result.returncode, result.stdout[-1500:], result.stderr[-3000:])
   assert len(lines) == 1, lines
   for fragment in fragments:
     assert fragment in lines[0], (fragment, lines[0])
@@ -34,8 +34,8 @@ def _one_line(result, code: int, *fragments: str) -> str:
 
 
 def _results(stdout: str) -> dict[str, float]:
-  return {k: float(v) for k, v in (l.split(': ') for l in stdout.splitlines()
-                                   if l.split(':')[0] in ('valid_bpc', 'test_bpc', 'valid_loss'))}
+  return {k: float(v) for k, v in (line.split(': ') for line in stdout.splitlines()
+                                   if line.split(':')[0] in ('valid_bpc', 'test_bpc', 'valid_loss'))}
 
 
 def _best_and_latest(workdir):
@@ -54,6 +54,9 @@ def reference(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('reference'))
   result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'])
   assert result.returncode == 0, result.stderr[-3000:]
+  assert T.error_lines(result.stderr) == []  # A clean run prints nothing on stderr.
+  # Compilation is reported once, and the first progress line's rate starts after it.
+  assert result.stdout.count('compiled and ran the first train step in') == 1
   params, step = T.restored_params(_config(), workdir, 'latest')
   assert step == 12
   return workdir, _results(result.stdout), params
@@ -176,3 +179,14 @@ def test_a_workdir_that_cannot_be_written_is_one_error_before_anything_is_writte
     with pytest.raises(workdir_lib.WorkdirError, match='cannot write to the workdir .* choose another'):
       workdir_lib.Lock(workdir_lib.as_path(bad)).acquire()
   assert a_file.read_text() == 'x'
+
+
+def test_nan_loss_stops_with_the_step_and_the_last_good_checkpoint(tmp_path):
+  """The NaN is injected into the jitted step through the task (tests/fault_child.py), not the config."""
+  workdir = str(tmp_path / 'run')
+  result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'],
+                        faults={'nan_at_step': 5})
+  # state['step'] == 5 is the 6th update; the guard is read at step 6 (a log step): checkpoint 4 is kept.
+  _one_line(result, 1, 'NaN or Inf at step 5', 'last good checkpoint is step 4')
+  assert T.checkpoint_steps(workdir) == [4]
+  assert not os.path.exists(os.path.join(workdir, 'lock'))

@@ -14,6 +14,8 @@ from experiments import trainer
 
 # The mechanics tests use a plain LSTM: quick to compile, and the loop does not care about the cell.
 OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm', 'sample.length': 20}
+# The reference run also draws the Figure 4 weight-change picture (PNG + SVG, and in TensorBoard).
+FIGURES = {'plots.weight_change': True, 'plots.length': 30}
 
 
 @pytest.fixture(scope='module')
@@ -21,7 +23,7 @@ def reference(tmp_path_factory):
   """One uninterrupted 12-step run (checkpoints at 4, 8, 12, evaluations at 6, 12), shared below."""
   workdir = str(tmp_path_factory.mktemp('reference'))
   with T.TraceCounter() as traces:
-    out = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), workdir)
+    out = trainer.train_and_evaluate(T.get_config(overrides={**OVERRIDES, **FIGURES}), workdir)
   return workdir, dict(out, traces=traces.count)
 
 
@@ -44,6 +46,8 @@ def test_uninterrupted_run_traces_once_learns_and_fills_the_workdir(reference):
   assert {'train/loss', 'train/learning_rate', 'valid/bpc', 'final_test/bpc'} <= tags['scalar']
   assert tags['hparams'] and 'config' in {t.split('/')[0] for t in tags['text']}
   assert any(t.startswith('sample') for t in tags['text']), tags['text']
+  assert open(os.path.join(workdir, 'weight_change.png'), 'rb').read(4) == b'\x89PNG'
+  assert 'weight_change.png' in tags['image'], tags['image']
   assert set(out['results']) == {'valid', 'test'}
   bpc = out['results']['valid']['bpc']
   assert bpc == pytest.approx(out['results']['valid']['loss'] / np.log(2))

@@ -7,8 +7,6 @@ per-process shard checksums), and -- in this process -- one device. The two proc
 after the commit of step 8 and then resumed: the resumed pair must still match one device.
 """
 
-import os
-
 import jax
 import numpy as np
 import pytest

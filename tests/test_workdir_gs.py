@@ -2,9 +2,9 @@
 
 The bucket is a folder: fsspec's 'gcs' protocol (what epath uses for gs:// without TensorFlow) is
 registered to a local file system that maps gs://<bucket>/<key> to <root>/<bucket>/<key>, and orbax's
-TensorStore paths for the arrays are mapped to the same folder (orbax asks no bucket metadata). Any `open`/`os.path` call on the
-workdir would instead create a relative folder named 'gs:' in the current directory, which the test
-checks does not exist.
+TensorStore paths for the arrays are mapped to the same folder (orbax asks no bucket metadata). Any
+`open`/`os.path` call on the workdir would instead create a relative folder named 'gs:' in the current
+directory, which the test checks does not exist.
 """
 
 import os
@@ -76,7 +76,8 @@ def test_a_full_tiny_run_with_a_gs_workdir(fake_bucket, tmp_path):
   out = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), workdir)
   local = fake_bucket / 'bucket' / 'run'
   names = set(os.listdir(local))
-  assert {'config.json', 'run_info.json', 'metrics.jsonl', 'sample.txt', 'checkpoints', 'tensorboard'} <= names
+  expected = {'config.json', 'run_info.json', 'metrics.jsonl', 'sample.txt', 'checkpoints', 'tensorboard'}
+  assert expected <= names
   assert 'lock' not in names  # Taken and released through epath.
   assert not (tmp_path / 'gs:').exists()  # Nothing went through open()/os.path on the workdir string.
   assert any(n.startswith('events.out.tfevents') for n in os.listdir(local / 'tensorboard'))

@@ -78,7 +78,7 @@ def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, b
 def error_lines(stderr: str) -> list[str]:
   """stderr lines other than absl/XLA log noise."""
   noise = ('WARNING:', 'I0', 'W0', 'I1', 'W1', 'E0', 'E1')
-  return [l for l in stderr.splitlines() if l.strip() and not l.startswith(noise)]
+  return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]
 
 
 def free_port() -> int:

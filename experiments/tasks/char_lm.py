@@ -169,6 +169,7 @@ class CharLMTask(base.TaskBase):
     if self.config.get('plots', {}).get('weight_change', True):
       from experiments import plots  # pylint: disable=g-import-not-at-top
       ids = np.asarray(self.corpus.splits['valid'][:self.config.plots.length], np.int32)
-      for path in plots.plot_weight_change(self.model, params, ids, self.vocab, workdir / 'weight_change.png'):
-        written[f'weight_change{path.suffix}'] = path
+      figure = workdir / 'weight_change.png'
+      for path in plots.plot_weight_change(self.model, params, ids, self.vocab, figure):
+        written['weight_change' + path[path.rfind('.'):]] = path  # weight_change.png, weight_change.svg
     return written
