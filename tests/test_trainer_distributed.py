@@ -29,20 +29,22 @@ def _train_losses(workdir):
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   base = tmp_path_factory.mktemp('distributed')
-  dirs = {name: str(base / name) for name in ('one', 'mesh8', 'two_processes')}
+  dirs = {name: str(base / name) for name in ('one', 'mesh8', 'two_processes', 'two_stopped')}
   children = [T.run_launch(
       [*T.launch_args(overrides=OVERRIDES), '--config.mesh.shape=(4,2)', '--config.mesh.shard_min_size=256',
        f'--workdir={dirs["mesh8"]}'],
       env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}, background=True)]
 
-  def two_processes(faults=None):
+  def two_processes(faults=(None, None), workdir=dirs['two_processes']):
     port = T.free_port()
     return [T.run_launch(
-        [*T.launch_args(overrides=OVERRIDES), f'--workdir={dirs["two_processes"]}', '--multihost',
+        [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}', '--multihost',
          f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={pid}'],
-        env={'XLA_FLAGS': ''}, background=True, faults=faults) for pid in range(2)]
+        env={'XLA_FLAGS': ''}, background=True, faults=faults[pid]) for pid in range(2)]
 
-  killed = two_processes({'kill_after_commit': 8})
+  killed = two_processes([{'kill_after_commit': 8}] * 2)
+  # SIGTERM reaches process 1 alone, after step 3: the processes compare flags every 10 steps.
+  stopped = two_processes([None, {'signal_after_step': [3, 'SIGTERM']}], dirs['two_stopped'])
   one = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), dirs['one'])
   kills = []
   for child in killed:
@@ -54,6 +56,7 @@ def runs(tmp_path_factory):
     kills.append((child.returncode, out, err))
   steps_after_kill = T.checkpoint_steps(dirs['two_processes'])
   children += two_processes()
+  children += stopped
   outputs = []
   for child in children:
     try:
@@ -101,3 +104,13 @@ def test_two_processes_with_jax_distributed_match_one_process(runs):
   assert 'process 0/2' in outputs[1][1]
   # Only process 0 prints results and writes metrics.
   assert 'valid_bpc:' in outputs[1][1] and 'valid_bpc:' not in outputs[2][1]
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(runs):
+  dirs, _, outputs = runs[:3]
+  (code0, _, err0), (code1, _, err1) = outputs[-2:]
+  assert (code0, code1) == (143, 143), (err0[-2000:], err1[-2000:])
+  lines = T.error_lines(err0)
+  assert len(lines) == 1 and 'stopped by SIGTERM at step 10 of 12' in lines[0], lines
+  assert T.error_lines(err1) == []  # Only process 0 speaks.
+  assert T.checkpoint_steps(dirs['two_stopped']) == [6, 8, 10]
