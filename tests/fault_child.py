@@ -6,6 +6,8 @@ Faults (a JSON object; steps count completed optimizer steps):
   kill_after_step: N    SIGKILL right after step N (before its evaluation and save).
   kill_after_save: N    SIGKILL right after save(N) returns (an async write may still be running).
   kill_after_commit: N  SIGKILL after save(N) is committed on disk.
+  kill_before_commit: N  SIGKILL inside orbax, with step N fully written to its temporary folder, just
+                        before the rename that commits it.
   damage_after_commit: N  truncate the largest array file of step N once it is committed.
   signal_after_step: [N, 'SIGTERM'|'SIGINT']  send that signal to this process after step N.
   enospc_at_save: N     the save of step N fails with OSError(ENOSPC), as on a full disk.
@@ -62,6 +64,16 @@ def install(faults: dict) -> None:
   def with_hooks(config, workdir, **kwargs):
     return train(config, workdir, hooks=[*kwargs.pop('hooks', ()), hook], **kwargs)
   trainer.train_and_evaluate = with_hooks
+
+  if 'kill_before_commit' in faults:
+    from orbax.checkpoint._src.path import async_path  # pylint: disable=g-import-not-at-top
+    rename = async_path.rename
+
+    async def rename_or_die(src, dst, *args, **kwargs):
+      if os.path.basename(os.fspath(dst)) == str(faults['kill_before_commit']):
+        os.kill(os.getpid(), signal.SIGKILL)
+      return await rename(src, dst, *args, **kwargs)
+    async_path.rename = rename_or_die
 
   if 'enospc_at_save' in faults:
     save = ckpt_lib.CheckpointStore.save

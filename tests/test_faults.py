@@ -66,15 +66,20 @@ def test_kills_at_every_point_of_a_save_leave_best_and_latest_consistent(referen
   _, ref_results, ref_params = reference
   workdir = str(tmp_path / 'run')
   args = [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}']
-  # Killed while the improved evaluation of step 6 is being written (async: the write is in flight).
-  killed = T.run_launch(args, faults={'kill_after_save': 6})
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  # Killed inside orbax with the improved evaluation of step 6 fully written to its temporary folder,
+  # just before the rename that commits it: step 6 (and with it the newer best) does not exist.
+  killed = T.run_launch(args, faults={'kill_before_commit': 6})
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-  steps = T.checkpoint_steps(workdir)
-  assert steps in ([4], [4, 6]), steps  # Committed or not at all: never half a step.
-  # Resumed, then killed right after the commit of step 8 (and of the old-step deletion it triggers).
+  assert T.checkpoint_steps(workdir) == [4]
+  assert [n for n in os.listdir(checkpoints) if n.startswith('6.orbax-checkpoint-tmp')]
+  assert _best_and_latest(workdir) == (4, 4)  # No evaluated step yet: best is the latest.
+  # Resumed (the half step is cleaned up), evaluated again at 6, killed right after committing step 8.
   killed = T.run_launch(args, faults={'kill_after_commit': 8})
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+  assert 'resuming from step 4' in killed.stdout
   assert T.checkpoint_steps(workdir) == [4, 6, 8]
+  assert not [n for n in os.listdir(checkpoints) if 'tmp' in n]
   assert _best_and_latest(workdir) == (6, 8)  # Best: the only evaluation committed; latest: 8.
   # Resumed to the end: the same best step, metric and parameters as the run never killed.
   done = T.run_launch(args)
