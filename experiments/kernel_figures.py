@@ -6,11 +6,11 @@ the ones its static hypernetwork generates (e.g. 16x16x3x3 and 32x32x3x3 kernels
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 # Kernel grids (N_in x N_out) drawn by the CLI: Fig. 2 / 12 show 16x16, Fig. 13 32x32 (of 3x3 kernels).
 DEFAULT_GRIDS = ((16, 16), (32, 32))
@@ -62,9 +62,25 @@ def plot_kernel_grid(kernels_left: np.ndarray, kernels_right: np.ndarray, path: 
     ax.set_title(title, fontsize=10)
     ax.set_axis_off()
   fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - title_in / fig_h, wspace=0.1)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, format='png', dpi=dpi)
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('wb') as f:  # A file object: works for gs:// paths too.
+    fig.savefig(f, format='png', dpi=dpi)
   plt.close(fig)
+  return str(path)
+
+
+def save_mosaic(kernel: np.ndarray, path: str | epath.Path, pixels_per_cell: int = 4) -> epath.Path:
+  """Writes `kernel_mosaic(kernel)` as a grey PNG (white gaps), each kernel pixel a square of pixels."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg', force=False)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  mosaic = np.nan_to_num(kernel_mosaic(kernel), nan=1.0)
+  mosaic = np.kron(mosaic, np.ones((pixels_per_cell, pixels_per_cell), np.float32))
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('wb') as f:
+    plt.imsave(f, mosaic, cmap='gray', vmin=0.0, vmax=1.0, format='png')
   return path
 
 
@@ -108,7 +124,7 @@ def write_kernel_figures(normal_params, hyper_main_params, out: str,
     (name_l, k_l), (name_r, k_r) = left[0], right[0]
     k_l, k_r = np.asarray(k_l), np.asarray(k_r)
     f_h, f_w = k_l.shape[:2]
-    path = os.path.join(out, f'kernels_{n_in}x{n_out}x{f_h}x{f_w}.png')
+    path = str(epath.Path(out) / f'kernels_{n_in}x{n_out}x{f_h}x{f_w}.png')
     paths.append(plot_kernel_grid(k_l, k_r, path, titles=(f'Normal network: {name_l}',
                                                           f'Hypernetwork: {name_r}')))
   return paths

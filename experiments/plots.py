@@ -7,7 +7,6 @@ Figure 5: normalised histograms of tanh(c_t) while sampling, for LSTM / LN LSTM 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import matplotlib
@@ -15,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after selecting the Agg backend)
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from experiments import sampling  # noqa: E402
@@ -36,14 +36,16 @@ def _wrap(text: str, chars_per_line: int) -> list[list[int]]:
   return lines
 
 
-def _save(fig, path: str, formats: tuple[str, ...]) -> list[str]:
-  stem, _ = os.path.splitext(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+def _save(fig, path, formats: tuple[str, ...]) -> list[str]:
+  """Writes the figure as path's stem in each format, through etils.epath (local or gs:// paths)."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
   paths = []
   for ext in formats:
-    p = f"{stem}.{ext}"
-    fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight")
-    paths.append(p)
+    p = path.with_suffix(f".{ext}")
+    with p.open("wb") as f:
+      fig.savefig(f, format=ext, dpi=150 if ext == "png" else None, bbox_inches="tight")
+    paths.append(str(p))
   plt.close(fig)
   return paths
 
@@ -148,13 +150,13 @@ def saturation_stats(values: np.ndarray) -> dict[str, float]:
 
 def _load_char_model(workdir: str, checkpoint: str):
   """(model, params, corpus, config) of a trained character model; the corpus gives vocab and text."""
+  # Imported here: the trainer loads tasks, and the char_lm task draws its figures with this module.
   from experiments import trainer  # pylint: disable=g-import-not-at-top
-  from experiments.tasks import char_lm  # pylint: disable=g-import-not-at-top
   config, params = trainer.load(workdir, checkpoint)
   if config.task != "char_lm":
     raise ValueError(f"{workdir} holds a {config.task} model; Figures 4 and 5 need a character model")
-  corpus = char_lm.load_corpus(config)
-  return char_lm.build_model(config, len(corpus.vocab)), params, corpus, config
+  task = trainer.make_task(config)
+  return task.model, params, task.corpus, config
 
 
 def main(argv: list[str] | None = None) -> list[str]:

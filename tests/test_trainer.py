@@ -14,27 +14,40 @@ from experiments import trainer
 
 # The mechanics tests use a plain LSTM: quick to compile, and the loop does not care about the cell.
 OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm', 'sample.length': 20}
+# The reference run also draws the Figure 4 weight-change picture (PNG + SVG, and in TensorBoard).
+FIGURES = {'plots.weight_change': True, 'plots.length': 30}
 
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory):
-  """One uninterrupted 12-step run (checkpoints at 4, 8, 12), shared by the tests below."""
+  """One uninterrupted 12-step run (checkpoints at 4, 8, 12, evaluations at 6, 12), shared below."""
   workdir = str(tmp_path_factory.mktemp('reference'))
-  out = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), workdir)
-  return workdir, out
+  with T.TraceCounter() as traces:
+    out = trainer.train_and_evaluate(T.get_config(overrides={**OVERRIDES, **FIGURES}), workdir)
+  return workdir, dict(out, traces=traces.count)
 
 
 def test_uninterrupted_run_traces_once_learns_and_fills_the_workdir(reference):
   workdir, out = reference
   assert out['traces'] == 1  # One compilation of the train step over the whole run.
-  losses = [loss for _, loss in out['train_losses']]
-  assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
+  losses = T.train_losses(workdir)
+  assert sorted(losses) == [2, 4, 6, 8, 10, 12] and losses[12] + losses[10] < losses[2] + losses[4]
   for name in ('config.json', 'run_info.json', 'metrics.jsonl'):
     assert os.path.isfile(os.path.join(workdir, name)), name
   records = metrics_lib.read_metrics(workdir)
   assert [r['step'] for r in records if 'valid/bpc' in r] == [6, 12]
+  assert [r['train/learning_rate'] for r in records if 'train/learning_rate' in r] == [0.01] * 6
   assert any('final_test/bpc' in r for r in records)
-  assert sorted(ckpt_lib.CheckpointStore(os.path.join(workdir, 'checkpoints'), keep=3).steps()) == [4, 8, 12]
+  # One manager: the newest 3 steps (the improved evaluation at 6 was saved too); 4 was deleted.
+  assert T.checkpoint_steps(workdir) == [6, 8, 12]
+  assert not os.path.exists(os.path.join(workdir, 'lock'))  # Released at the end.
+  # TensorBoard: hyperparameters, learning rate, the sampled text (the char task's artifact).
+  tags = T.tensorboard_tags(workdir)
+  assert {'train/loss', 'train/learning_rate', 'valid/bpc', 'final_test/bpc'} <= tags['scalar']
+  assert tags['hparams'] and 'config' in {t.split('/')[0] for t in tags['text']}
+  assert any(t.startswith('sample') for t in tags['text']), tags['text']
+  assert open(os.path.join(workdir, 'weight_change.png'), 'rb').read(4) == b'\x89PNG'
+  assert 'weight_change.png' in tags['image'], tags['image']
   assert set(out['results']) == {'valid', 'test'}
   bpc = out['results']['valid']['bpc']
   assert bpc == pytest.approx(out['results']['valid']['loss'] / np.log(2))
@@ -50,19 +63,20 @@ def test_uninterrupted_run_traces_once_learns_and_fills_the_workdir(reference):
 def test_sigkill_then_resume_ends_bitwise_equal_and_corrupt_latest_falls_back(reference, tmp_path, capsys):
   ref_dir, ref = reference
   workdir = str(tmp_path / 'killed')
-  # The child SIGKILLs itself right after step 6: periodic checkpoint 4 is saved, and so (synchronous
-  # saves here, to make it certain) is the best checkpoint of the step-6 evaluation, which the resumed
-  # run must replace rather than trip over.
+  # The child SIGKILLs itself right after step 5 (synchronous saves: checkpoint 4 is surely committed)
+  # and leaves its lock behind; the resumed run takes the stale lock over and must end bitwise equal to
+  # the reference.
   killed = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}',
-                         '--config.debug.kill_at_step=6', '--config.checkpoint.async_save=False'])
+                         '--config.checkpoint.async_save=False'], faults={'kill_after_step': 5})
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-  store = ckpt_lib.CheckpointStore(os.path.join(workdir, 'checkpoints'), keep=3)
-  assert store.steps() == [4]
-  assert ckpt_lib.CheckpointStore(os.path.join(workdir, 'checkpoints', 'best'), keep=1).steps() == [6]
+  assert T.checkpoint_steps(workdir) == [4]
+  assert os.path.exists(os.path.join(workdir, 'lock'))
 
-  resumed = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), workdir)
-  assert 'resuming from step 4' in capsys.readouterr().out
-  assert resumed['traces'] == 1
+  with T.TraceCounter() as traces:
+    resumed = trainer.train_and_evaluate(T.get_config(overrides=OVERRIDES), workdir)
+  captured = capsys.readouterr()
+  assert 'resuming from step 4' in captured.out and 'taking over the lock' in captured.err
+  assert traces.count == 1
   T.assert_trees_equal(jax.device_get(resumed['state']['params']), jax.device_get(ref['state']['params']))
   T.assert_trees_equal(jax.device_get(resumed['state']['opt_state']),
                        jax.device_get(ref['state']['opt_state']))
@@ -71,7 +85,7 @@ def test_sigkill_then_resume_ends_bitwise_equal_and_corrupt_latest_falls_back(re
   T.truncate_largest_file(os.path.join(workdir, 'checkpoints', '12'))
   config = T.get_config(overrides=OVERRIDES)
   runner = trainer.Runner(config)
-  state, meta = ckpt_lib.CheckpointStore(os.path.join(workdir, 'checkpoints'), keep=3).restore_latest(
+  state, meta = trainer.open_store(runner, trainer.workdir_lib.as_path(workdir)).restore_latest(
       runner.abstract_with_shardings())
   assert meta['step'] == 8 and int(state['step']) == 8
   err = capsys.readouterr().err

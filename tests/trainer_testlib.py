@@ -5,10 +5,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import importlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import jax
 import numpy as np
@@ -49,10 +51,24 @@ def launch_args(config_arg: str = CHAR_CONFIG, overrides: dict | None = None, **
   return args
 
 
-def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False):
-  """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True)."""
-  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
-  cmd = [sys.executable, os.path.join(ROOT, 'launch.py'), *args]
+# One persistent XLA compilation cache for every launch.py child of this test session: the first child
+# compiles, the others load the executables (the same code, so results are unchanged) and start faster.
+COMPILE_CACHE = tempfile.mkdtemp(prefix='hyper_test_jax_cache_')
+CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': COMPILE_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+             'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+
+
+def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False,
+               faults: dict | None = None):
+  """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True).
+
+  faults: injected by tests/fault_child.py (e.g. {'kill_after_save': 6}, {'nan_at_step': 5})."""
+  full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **CACHE_ENV, **(env or {})}
+  script = 'launch.py'
+  if faults:
+    full_env['HYPER_TEST_FAULTS'] = json.dumps(faults)
+    script = os.path.join('tests', 'fault_child.py')
+  cmd = [sys.executable, os.path.join(ROOT, script), *args]
   if background:
     return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -62,7 +78,7 @@ def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, b
 def error_lines(stderr: str) -> list[str]:
   """stderr lines other than absl/XLA log noise."""
   noise = ('WARNING:', 'I0', 'W0', 'I1', 'W1', 'E0', 'E1')
-  return [l for l in stderr.splitlines() if l.strip() and not l.startswith(noise)]
+  return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]
 
 
 def free_port() -> int:
@@ -89,6 +105,38 @@ def truncate_largest_file(step_dir: str) -> str:
   return path
 
 
+class TraceCounter:
+  """Counts traces of trainer.train_step while active (a retrace is a recompilation: a bug)."""
+
+  def __enter__(self):
+    from experiments import trainer  # pylint: disable=g-import-not-at-top
+    self.count = 0
+    self._trainer, self._original = trainer, trainer.train_step
+
+    def counted(*args, **kwargs):
+      self.count += 1
+      return self._original(*args, **kwargs)
+    trainer.train_step = counted
+    return self
+
+  def __exit__(self, *exc):
+    self._trainer.train_step = self._original
+
+
+def train_losses(workdir) -> dict[int, float]:
+  """step -> mean training loss of each log window, from metrics.jsonl."""
+  from experiments import metrics  # pylint: disable=g-import-not-at-top
+  return {r['step']: r['train/loss'] for r in metrics.read_metrics(workdir) if 'train/loss' in r}
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  """Committed checkpoint steps of a workdir (orbax's view, tmp folders excluded)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
 def restored_params(config, workdir: str, checkpoint: str = 'latest'):
   from experiments import trainer  # pylint: disable=g-import-not-at-top
   _, state = trainer.restore_params(config, workdir, checkpoint)
@@ -104,3 +152,29 @@ def assert_trees_equal(a, b, exact: bool = True, rtol: float = 1e-5, atol: float
       np.testing.assert_array_equal(x, y)
     else:
       np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def tensorboard_tags(workdir) -> dict[str, set[str]]:
+  """{'scalar'|'image'|'text'|'hparams': tags} of every event file under <workdir>/tensorboard.
+
+  Reads the TFRecord framing (length, crc, data, crc) and tensorboardX's Event protos: no TensorFlow."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  tags: dict[str, set[str]] = {'scalar': set(), 'image': set(), 'text': set(), 'hparams': set()}
+  for path in glob.glob(os.path.join(str(workdir), 'tensorboard', 'events.out.tfevents.*')):
+    data = open(path, 'rb').read()
+    offset = 0
+    while offset + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        if value.HasField('image'):
+          tags['image'].add(value.tag)
+        elif value.metadata.plugin_data.plugin_name == 'text':
+          tags['text'].add(value.tag)
+        elif value.metadata.plugin_data.plugin_name == 'hparams':
+          tags['hparams'].add(value.tag)
+        else:
+          tags['scalar'].add(value.tag)
+  return tags

@@ -9,7 +9,6 @@ Loss: softmax cross entropy in nats; bits per character bpc = nats / ln 2.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Iterator
 
 import jax
@@ -19,8 +18,11 @@ import numpy as np
 import optax
 
 from experiments.data import streams
+from experiments.tasks import base
 
 LN2 = math.log(2.0)
+# Symbols of the paper's corpora (A.3.3, A.3.4): the parameter shapes of `--mode=summary` without the data.
+VOCAB_SIZES = {'ptb_char': 50, 'enwik8': 205}
 
 
 def _data_dir(config: ml_collections.ConfigDict) -> str | None:
@@ -46,21 +48,41 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int):
       recurrent_dropout=m.recurrent_dropout, dtype=jnp.dtype(m.dtype), z_init=m.z_init)
 
 
-class CharLMTask:
+def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
+              load_data: bool = True) -> 'CharLMTask':
+  return CharLMTask(config, process_index, process_count, load_data=load_data)
+
+
+def _vocab_size_without_data(config: ml_collections.ConfigDict) -> int | None:
+  if config.data.name in VOCAB_SIZES:
+    return VOCAB_SIZES[config.data.name]
+  if config.data.name == 'synthetic':
+    from experiments.data import synthetic  # pylint: disable=g-import-not-at-top
+    return len(synthetic.ALPHABET)
+  return None  # A prepared corpus file: its vocabulary is only known by reading it.
+
+
+class CharLMTask(base.TaskBase):
   """The char_lm family: PTB, enwik8 and the synthetic corpus of the default experiment."""
 
-  main_metric = 'bpc'
+  metric_higher_is_better = False
   unit = 'chars'
 
   def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1,
-               corpus: Any = None):
+               corpus: Any = None, *, load_data: bool = True):
     self.config = config
     self.process_index, self.process_count = process_index, process_count
+    self.main_metric = config.eval.get('metric', 'bpc') or 'bpc'
+    self.seq_len = config.data.seq_len
+    self.data_source = config.data.name  # corpus name or prepared .npz path (run_info.json)
+    vocab_size = None if load_data or corpus is not None else _vocab_size_without_data(config)
+    if vocab_size is not None:  # Shapes only (--mode=summary): the data set is not read.
+      self.corpus, self.vocab = None, None
+      self.model = build_model(config, vocab_size)
+      return
     self.corpus = corpus if corpus is not None else load_corpus(config)
     self.vocab = list(self.corpus.vocab)
-    self.data_source = config.data.name  # corpus name or prepared .npz path (run_info.json)
     self.model = build_model(config, len(self.vocab))
-    self.seq_len = config.data.seq_len
     self.streams = streams.TrainStreams(self.corpus.splits['train'], config.train.batch_size,
                                         self.seq_len, process_index, process_count)
     self.steps_per_epoch = self.streams.steps_per_epoch
@@ -127,27 +149,27 @@ class CharLMTask:
 
   # ---- artifacts: a generated sample and the Figure 4 weight-change plot -------------------------
 
-  def write_artifacts(self, params, model_state, workdir: str) -> list[str]:
-    """Writes sample.txt and, with config.plots.weight_change, weight_change.png; returns the paths."""
-    written = []
-    if self.config.sample.length > 0:
-      path = os.path.join(workdir, 'sample.txt')
-      with open(path, 'w') as f:
-        f.write(self.sample(params, self.config.sample.length, self.config.sample.temperature,
-                            self.config.sample.prime, seed=self.config.seed))
-      written.append(path)
-    if self.config.plots.weight_change:
-      written += self.weight_change_plot(params, os.path.join(workdir, 'weight_change.png'))
-    return written
-
-  def sample(self, params, length: int, temperature: float, prime: str, seed: int = 0) -> str:
-    """`length` generated characters after `prime` (experiments/sampling.py)."""
+  def sample(self, params, model_state, rng, workdir) -> str | None:
+    """config.sample.length characters after config.sample.prime (experiments/sampling.py)."""
+    del model_state, workdir
     from experiments import sampling  # pylint: disable=g-import-not-at-top
-    return sampling.sample_text(self.model, params, self.vocab, length=length, temperature=temperature,
-                                prime=prime, seed=seed)
+    c = self.config.sample
+    # PRNGKey(seed) holds the seed in its last word: the trainer's key of config.seed gives that seed.
+    seed = int(np.asarray(jax.random.key_data(rng)).ravel()[-1]) if rng is not None else self.config.seed
+    return sampling.sample_text(self.model, params, self.vocab, length=c.length, temperature=c.temperature,
+                                prime=c.prime, seed=seed)
 
-  def weight_change_plot(self, params, path: str) -> list[str]:
-    """Figure 4 (weight change per character and gate) over the first plots.length valid characters."""
-    from experiments import plots  # pylint: disable=g-import-not-at-top
-    ids = np.asarray(self.corpus.splits['valid'][:self.config.plots.length], np.int32)
-    return list(plots.plot_weight_change(self.model, params, ids, self.vocab, path))
+  def write_artifacts(self, params, model_state, workdir) -> dict[str, Any]:
+    """sample.txt (config.sample.length > 0) and weight_change.png (config.plots.weight_change)."""
+    written = {}
+    if self.config.sample.length > 0:
+      path = workdir / 'sample.txt'
+      path.write_text(self.sample(params, model_state, jax.random.PRNGKey(self.config.seed), workdir))
+      written['sample'] = path
+    if self.config.get('plots', {}).get('weight_change', True):
+      from experiments import plots  # pylint: disable=g-import-not-at-top
+      ids = np.asarray(self.corpus.splits['valid'][:self.config.plots.length], np.int32)
+      figure = workdir / 'weight_change.png'
+      for path in plots.plot_weight_change(self.model, params, ids, self.vocab, figure):
+        written['weight_change' + path[path.rfind('.'):]] = path  # weight_change.png, weight_change.svg
+    return written

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from experiments.data import images as image_data
+from experiments.tasks import base
 
 
 def synthetic_splits(name: str, train_size: int, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -48,16 +49,28 @@ def build_model(config: ml_collections.ConfigDict):
   raise ValueError(f'unknown image model {m.name!r}; use mnist_conv or wrn')
 
 
-class ImageTask:
+def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
+              load_data: bool = True) -> 'ImageTask':
+  return ImageTask(config, process_index, process_count, load_data=load_data)
+
+
+class ImageTask(base.TaskBase):
   """The mnist and cifar10 families."""
 
-  main_metric = 'error_rate'
+  metric_higher_is_better = False
   unit = 'images'
 
-  def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1):
+  def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
+               load_data: bool = True):
     self.config = config
     self.kind = config.data.name
+    self.main_metric = config.eval.get('metric', 'error_rate') or 'error_rate'
     self.process_index, self.process_count = process_index, process_count
+    if not load_data:  # Shapes only (--mode=summary): the data set is not read.
+      self.model = build_model(config)
+      self.image_shape = image_data.IMAGE_SHAPES[self.kind]
+      self.data_source = self.kind
+      return
     if config.data.synthetic:
       self.splits = synthetic_splits(self.kind, config.data.synthetic_size, seed=config.seed)
       self.data_source = f'{self.kind} (synthetic)'
@@ -137,3 +150,16 @@ class ImageTask:
   def eval_metrics(self, sums: dict[str, Any]):
     count = max(float(sums['count']), 1.0)
     return {'loss': float(sums['nll']) / count, 'error_rate': float(sums['wrong']) / count}
+
+  def write_artifacts(self, params, model_state, workdir) -> dict[str, Any]:
+    """kernels.png: the first 16x16-channel conv kernel of the main network (generated ones for a
+    hypernetwork model), one tile per (input, output) channel pair (the paper's Figure 2 style)."""
+    del model_state
+    from experiments import kernel_figures  # pylint: disable=g-import-not-at-top
+    main_params = kernel_figures.main_network_params(self.config, params)
+    kernels = kernel_figures.conv_kernels(main_params, 16, 16)
+    if not kernels:
+      return {}
+    path = workdir / 'kernels.png'
+    kernel_figures.save_mosaic(np.asarray(kernels[0][1]), path)
+    return {'kernels': path}
