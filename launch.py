@@ -323,10 +323,10 @@ def main(argv: list[str]) -> None:
   known: tuple[type[Exception], ...] = ()  # Failures that explain themselves in one line.
   try:
     from experiments import trainer  # pylint: disable=g-import-not-at-top  (after the checks: fail fast)
-    from experiments.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
+    from experiments.checkpoints import RunError  # pylint: disable=g-import-not-at-top
     from experiments.data.errors import DataError  # pylint: disable=g-import-not-at-top
 
-    known = tuple(c for c in (DataError, CheckpointError, getattr(trainer, 'TrainingDiverged', None)) if c)
+    known = (DataError, RunError)  # RunError: checkpoints, divergence, lock, full disk, workdir.
     _run(trainer, mode, config, workdir, record, run_length)
   except validate.ConfigError as e:  # The devices do not fit the config: still a user error.
     _fail(str(e), code=2)

@@ -1,4 +1,4 @@
-"""Fields shared by every experiment family: run length, checkpoints, logging, mesh, debug hooks.
+"""Fields shared by every experiment family: run length, checkpoints, logging, mesh, sampling, plots.
 
 Each family file (`configs/<family>.py`) starts from `base_config()` and fills in the model, data and
 optimizer of one paper row; `select_variant` turns an unknown variant into a one-line error.
@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint.every_steps = 1000  # Periodic checkpoint interval in steps (plus a final save).
   config.checkpoint.keep = 3  # Periodic checkpoints kept (the best one is kept apart under best/).
   config.checkpoint.async_save = True  # Write checkpoints in the background where the backend allows.
+  config.checkpoint.stop_sync_every_steps = 10  # Processes compare SIGTERM/SIGINT flags this often (steps).
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 100  # Console/TensorBoard/metrics.jsonl interval; also when NaNs are checked.
@@ -68,12 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.sample.prime = ''  # Text fed to the model before sampling.
 
   config.plots = ml_collections.ConfigDict()
-  config.plots.weight_change = False  # Char models: write weight_change.png (Figure 4 style) after training.
+  config.plots.weight_change = True  # Char models: write weight_change.png (Figure 4 style) after training.
   config.plots.length = 200  # Characters of validation text the weight-change figure is drawn over.
 
-  config.debug = ml_collections.ConfigDict()
-  config.debug.nan_at_step = -1  # Test hook: make the loss NaN at this step (-1: off).
-  config.debug.kill_at_step = -1  # Test hook: SIGKILL the process right after this step (-1: off).
   return config
 
 
@@ -201,6 +199,7 @@ CHECKS = {
     'checkpoint.every_steps': _STEPS,
     'checkpoint.keep': v.integer(1),
     'checkpoint.async_save': v.boolean(),
+    'checkpoint.stop_sync_every_steps': v.integer(1),
     'log.every_steps': _STEPS,
     'mesh.axes': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
     'mesh.shape': v.sequence_of(v.integer(1, also=(-1,)), nonempty=True),
@@ -210,7 +209,6 @@ CHECKS = {
     'sample.prime': v.text(),
     'plots.weight_change': v.boolean(),
     'plots.length': v.integer(1),
-    'debug.*': v.integer(-1),
 }
 
 

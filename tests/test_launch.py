@@ -91,7 +91,7 @@ def test_nan_stops_with_the_step_then_eval_sample_and_a_corrupt_only_checkpoint(
   workdir = str(tmp_path / 'run')
   # NaN at step 5: checkpoint 4 was saved; the guard (read at step 6's log) names step 5.
   result = T.run_launch(
-    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}', '--config.debug.nan_at_step=5']
+    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'], faults={'nan_at_step': 5}
   )
   _one_line_error(result, 'NaN or Inf at step 5', 'last good checkpoint is step 4')
   checkpoints = os.path.join(workdir, 'checkpoints')
