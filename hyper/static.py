@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 from flax.core import FrozenDict, unfreeze
+from jax.sharding import AxisType, PartitionSpec
 
 PyTree = Any
 Path = tuple[str, ...]
@@ -87,6 +88,25 @@ def init_generator(rng: jax.Array, basic_shape: Sequence[int], embedding_size: i
     }
 
 
+def _unshard_trailing(x: jax.Array, n: int | None = None) -> jax.Array:
+    """On a mesh with explicit axis types, drop the sharding of x's trailing n dims (all when None) so the
+    reshapes of eq. 1-2 and of the tiling type-check; leading (batch) dims keep theirs. The generator and
+    the embeddings are small, so gathering them costs little. A no-op without an explicit mesh."""
+    keep = 0 if n is None else x.ndim - n
+    sharding = jax.typeof(x).sharding
+    spec, mesh = getattr(sharding, 'spec', None), getattr(sharding, 'mesh', None)
+    if spec is None or mesh is None or AxisType.Explicit not in tuple(getattr(mesh, 'axis_types', ())):
+        if jax.sharding.get_abstract_mesh().empty or not isinstance(x, jax.core.Tracer):
+            return x
+        # Auto axes under a mesh: the same constraint for the partitioner (leading dims left to it).
+        return jax.lax.with_sharding_constraint(
+            x, PartitionSpec(*(PartitionSpec.UNCONSTRAINED,) * keep, *(None,) * (x.ndim - keep)))
+    spec = tuple(spec) + (None,) * (x.ndim - len(spec))
+    if all(s is None for s in spec[keep:]):
+        return x
+    return jax.sharding.reshard(x, PartitionSpec(*spec[:keep], *(None,) * (x.ndim - keep)))
+
+
 def generate_kernels(generator: Mapping[str, jax.Array], z: jax.Array,
                      basic_shape: Sequence[int]) -> jax.Array:
     """Eq. 1-2 for a batch of embeddings: z [..., N_z] -> basic kernels [..., f_h, f_w, N_in, N_out].
@@ -97,6 +117,8 @@ def generate_kernels(generator: Mapping[str, jax.Array], z: jax.Array,
     """
     f_h, f_w, n_in, n_out = basic_shape
     batch = z.shape[:-1]
+    generator = {name: _unshard_trailing(w) for name, w in generator.items()}
+    z = _unshard_trailing(z, 1)
     a = z @ generator['w_in'] + generator['b_in']                    # [..., N_in*d]
     a = a.reshape(*batch, n_in, -1)                                  # [..., N_in, d]
     k = a @ generator['w_out'] + generator['b_out']                  # [..., N_in, N_out*f*f]
@@ -306,13 +328,13 @@ class StaticHypernetwork:
             flat_cond = traverse_util.flatten_dict(_to_dict(hyper_params['condition']))
         zs = {}
         for path, (a, b) in self._generated.items():
-            z = flat_emb[path]
+            z = _unshard_trailing(flat_emb[path], 3)
             if tuple(z.shape[-3:]) != (a, b, self.embedding_size):
                 raise ValueError(f'embeddings of {"/".join(path)} have shape {tuple(z.shape)}; expected '
                                  f'[..., {a}, {b}, {self.embedding_size}] (tiles_in, tiles_out, N_z)')
             if condition is not None:
-                z = z + jnp.einsum('...c,abcz->...abz', condition, flat_cond[path])
-            zs[path] = z
+                z = z + jnp.einsum('...c,abcz->...abz', condition, _unshard_trailing(flat_cond[path]))
+            zs[path] = _unshard_trailing(z, 3)
         return zs
 
     def _check_condition(self, hyper_params, condition) -> jax.Array:
@@ -350,20 +372,47 @@ class StaticHypernetwork:
               condition: jax.Array | None = None) -> dict[str, PyTree]:
         """The main network's complete params (generated + ordinary leaves), same nesting as main.init.
 
-        condition: None, or c [C] (one set of params), or c [..., C] (every leaf gets the leading dims).
+        condition: None, or c [C] (one set of params), or c [..., C] (every leaf gets the leading dims:
+        ordinary leaves are broadcast, sharded like the generated ones on an explicit mesh).
         """
         hyper_params = nn.meta.unbox(hyper_params)
         generated = self.generate(hyper_params, condition)
         if generated:
-            batch = next(iter(generated.values())).shape[:-4]
+            first = next(iter(generated.values()))
+            batch, batch_spec = first.shape[:-4], _batch_spec(first, first.ndim - 4)
         else:
             batch = () if condition is None else jnp.shape(condition)[:-1]
-        flat = {path: jnp.broadcast_to(leaf, (*batch, *jnp.shape(leaf))) if batch else leaf
-                for path, leaf in traverse_util.flatten_dict(_to_dict(hyper_params['direct'])).items()}
+            batch_spec = None
+        direct = traverse_util.flatten_dict(_to_dict(hyper_params['direct']))
+        if batch:
+            direct = {path: _broadcast_leading(leaf, batch, batch_spec) for path, leaf in direct.items()}
+        return self.merge(traverse_util.unflatten_dict(direct), generated)
+
+    def merge(self, direct: PyTree, generated: Mapping[Path, jax.Array]) -> dict[str, PyTree]:
+        """The main network's params from the ordinary leaves and `generate`'s output, in main's order.
+        Under `jax.vmap` over the generated leaves only (ordinary leaves closed over), per-example params
+        need no broadcast copies of the ordinary leaves (what `Hypernetized` does)."""
+        flat = dict(traverse_util.flatten_dict(_to_dict(nn.meta.unbox(direct))))
         flat.update(generated)
         return traverse_util.unflatten_dict({path: flat[path] for path in self._order})
 
     __call__ = apply
+
+
+def _batch_spec(x: jax.Array, nb: int):
+    """The explicit-mesh sharding of x's leading nb dims, or None."""
+    sharding = jax.typeof(x).sharding
+    spec, mesh = getattr(sharding, 'spec', None), getattr(sharding, 'mesh', None)
+    if spec is None or mesh is None or AxisType.Explicit not in tuple(getattr(mesh, 'axis_types', ())):
+        return None
+    return (tuple(spec) + (None,) * x.ndim)[:nb]
+
+
+def _broadcast_leading(leaf: jax.Array, batch: tuple[int, ...], batch_spec) -> jax.Array:
+    out = jnp.broadcast_to(leaf, (*batch, *jnp.shape(leaf)))
+    if batch_spec is None or all(s is None for s in batch_spec):
+        return out
+    return jax.sharding.reshard(out, PartitionSpec(*batch_spec, *(None,) * jnp.ndim(leaf)))
 
 
 def _to_dict(tree: PyTree) -> dict:
@@ -456,7 +505,8 @@ class Hypernetized(nn.Module):
                                           (per_example and condition.shape[0] == x.shape[0])):
             raise ValueError(f'condition has shape {jnp.shape(condition)}; expected [C] (one for the batch) '
                              f'or [batch={x.shape[0]}, C] (one per example)')
-        params = hn.apply(hyper_params, condition)       # the generator runs here, once per call
+        # The generator runs here, once per call (for all conditions).
+        generated = hn.generate(hyper_params, condition)
 
         rng = self.make_rng('dropout') if (train and self.has_rng('dropout')) else None
         has_stats = bool(shapes.get('batch_stats'))
@@ -469,13 +519,22 @@ class Hypernetized(nn.Module):
                                  'batch norm cannot run in train mode; pass one condition [C] for the batch')
             extra = {'batch_stats': stats.value} if has_stats else {}
 
-            def one(p, xi, key):
+            def one(direct, extra, generated_i, xi, key):
+                p = hn.merge(direct, generated_i)      # ordinary leaves shared, not copied per example
                 rngs = {} if key is None else {'dropout': key}
                 return main.apply({'params': p, **extra}, xi[None], train=train, rngs=rngs)[0]
 
             keys = None if rng is None else jax.random.split(rng, x.shape[0])
-            return jax.vmap(one)(params, x, keys)
+            per_example_apply = jax.vmap(one, in_axes=(None, None, 0, 0, 0))
+            x_spec = _batch_spec(x, 1)
+            if x_spec is not None:
+                # Explicit axes: jax's batching rule for a conv with per-example kernels folds the batch
+                # into feature groups, a reshape explicit sharding cannot type; run it on auto axes.
+                per_example_apply = jax.sharding.auto_axes(per_example_apply,
+                                                           out_sharding=PartitionSpec(*x_spec))
+            return per_example_apply(hyper_params['direct'], extra, generated, x, keys)
 
+        params = hn.merge(hyper_params['direct'], generated)
         rngs = {} if rng is None else {'dropout': rng}
         if not has_stats:
             return main.apply({'params': params}, x, train=train, rngs=rngs)
