@@ -14,15 +14,15 @@ import jax.numpy as jnp
 from hyper.static import Hypernetized, Rule, conv_kernel_rule
 
 __all__ = [
-    'MNISTConvNet',
-    'HyperMNISTConvNet',
-    'WideResNet',
-    'HyperWideResNet',
-    'WRNBlock',
-    'mnist_hyper_rule',
-    'wrn_hyper_rule',
     'MNIST_BASIC_SHAPE',
     'WRN_BASIC_SHAPE',
+    'HyperMNISTConvNet',
+    'HyperWideResNet',
+    'MNISTConvNet',
+    'WRNBlock',
+    'WideResNet',
+    'mnist_hyper_rule',
+    'wrn_hyper_rule',
 ]
 
 # Basic kernels (f_h, f_w, N_in, N_out) and embedding sizes N_z of sec. 4.1.

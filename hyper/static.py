@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -33,15 +34,15 @@ Path = tuple[str, ...]
 Rule = Callable[[Path, tuple[int, ...]], bool]
 
 __all__ = [
-    'KernelGenerator',
-    'init_generator',
-    'generate_kernels',
-    'tile_kernels',
-    'StaticHypernetwork',
-    'Hypernetized',
-    'conv_kernel_rule',
     'ConvKernelRule',
+    'Hypernetized',
+    'KernelGenerator',
+    'StaticHypernetwork',
+    'conv_kernel_rule',
     'count_params',
+    'generate_kernels',
+    'init_generator',
+    'tile_kernels',
 ]
 
 

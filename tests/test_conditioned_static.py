@@ -11,7 +11,12 @@ import pytest
 from flax import nnx
 
 from experiments import multitask_static
-from hyper.static import Hypernetized, StaticHypernetwork, conv_kernel_rule, count_params
+from hyper.static import (
+  Hypernetized,
+  StaticHypernetwork,
+  conv_kernel_rule,
+  count_params,
+)
 
 BASIC = (3, 3, 2, 4)  # f_h, f_w, N_in, N_out (tiny)
 N_Z, C = 5, 3
@@ -94,7 +99,7 @@ def test_batched_apply_equals_vmap_and_one_at_a_time():
   batched = apply(hp, cs)
   vmapped = jax.vmap(jax.vmap(lambda c: hn.apply(hp, c)))(cs)
   for path in (('big', 'kernel'), ('big', 'bias'), ('small', 'kernel')):
-    leaf = lambda t: t[path[0]][path[1]]
+    leaf = lambda t, path=path: t[path[0]][path[1]]
     assert leaf(batched).shape == (2, 3, *SHAPES[path[0]][path[1]].shape)
     np.testing.assert_allclose(leaf(batched), leaf(vmapped), rtol=1e-6, atol=1e-6)
     for idx in np.ndindex(2, 3):
@@ -109,7 +114,7 @@ def test_batched_embeddings_give_per_example_kernels():
   out = hn.apply({**hp, 'embeddings': per_example})
   assert out['big']['kernel'].shape == (3, 3, 3, 4, 8) and out['big']['bias'].shape == (3, 8)
   for b in range(3):
-    one = hn.apply({**hp, 'embeddings': jax.tree.map(lambda z: z[b], per_example)})
+    one = hn.apply({**hp, 'embeddings': jax.tree.map(lambda z, b=b: z[b], per_example)})
     np.testing.assert_allclose(out['small']['kernel'][b], one['small']['kernel'], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out['big']['kernel'][b], one['big']['kernel'], rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match='expected'):

@@ -62,6 +62,6 @@ MODES = ['Explicit:4x2:batch', 'Explicit:4x2:example', 'Explicit:8x1:example', '
 def test_sharded_equals_one_device_explicit_and_auto():
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'PYTHONPATH': ROOT}
   proc = subprocess.run([sys.executable, '-c', SCRIPT, ','.join(MODES)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+                        capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.split('\n')[:len(MODES)] == [f'{m} equal' for m in MODES], proc.stdout
