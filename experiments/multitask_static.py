@@ -104,8 +104,8 @@ def main(argv=None):
   for conditioned in (False, True):
     t0 = time.perf_counter()
     r = train(conditioned, args.steps, args.tasks, seed=args.seed)
-    print(f"{'conditioned' if conditioned else 'unconditioned':>13}: held-out loss {r['start_loss']:.4f} -> "
-          f"{r['final_loss']:.4f} (shared-kernel floor {r['shared_kernel_floor']:.4f}) "
+    print(f"{'conditioned' if conditioned else 'unconditioned':>13}: held-out loss {r['start_loss']:.4g} -> "
+          f"{r['final_loss']:.3g} (shared-kernel floor {r['shared_kernel_floor']:.4g}) "
           f'in {time.perf_counter() - t0:.1f} s')
 
 
