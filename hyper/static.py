@@ -329,10 +329,11 @@ class StaticHypernetwork:
             flat_cond = traverse_util.flatten_dict(_to_dict(hyper_params['condition']))
         zs = {}
         for path, (a, b) in self._generated.items():
-            z = _unshard_trailing(flat_emb[path], 3)
+            z = flat_emb[path]
             if tuple(z.shape[-3:]) != (a, b, self.embedding_size):
                 raise ValueError(f'embeddings of {"/".join(path)} have shape {tuple(z.shape)}; expected '
                                  f'[..., {a}, {b}, {self.embedding_size}] (tiles_in, tiles_out, N_z)')
+            z = _unshard_trailing(z, 3)
             if condition is not None:
                 z = z + jnp.einsum('...c,abcz->...abz', condition, _unshard_trailing(flat_cond[path]))
             zs[path] = _unshard_trailing(z, 3)
