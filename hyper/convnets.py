@@ -14,15 +14,15 @@ import jax.numpy as jnp
 from hyper.static import Hypernetized, Rule, conv_kernel_rule
 
 __all__ = [
-    'MNISTConvNet',
-    'HyperMNISTConvNet',
-    'WideResNet',
-    'HyperWideResNet',
-    'WRNBlock',
-    'mnist_hyper_rule',
-    'wrn_hyper_rule',
     'MNIST_BASIC_SHAPE',
     'WRN_BASIC_SHAPE',
+    'HyperMNISTConvNet',
+    'HyperWideResNet',
+    'MNISTConvNet',
+    'WRNBlock',
+    'WideResNet',
+    'mnist_hyper_rule',
+    'wrn_hyper_rule',
 ]
 
 # Basic kernels (f_h, f_w, N_in, N_out) and embedding sizes N_z of sec. 4.1.
@@ -74,11 +74,12 @@ def mnist_hyper_rule() -> Rule:
 # The hyper variants are factories (CamelCase like the modules they return): each returns a `Hypernetized`
 # flax module wrapping the plain network, so the trainer builds and drives both kinds the same way.
 def HyperMNISTConvNet(num_classes: int = 10, embedding_size: int = MNIST_EMBEDDING_SIZE,
-                      hidden_size: int | None = None) -> Hypernetized:
-    """MNIST convnet whose 7x7x16x16 second kernel comes from a static hypernetwork with N_z = d = 4."""
+                      hidden_size: int | None = None, condition_size: int | None = None) -> Hypernetized:
+    """MNIST convnet whose 7x7x16x16 second kernel comes from a static hypernetwork with N_z = d = 4.
+    `condition_size=C` adds the conditioning path of `StaticHypernetwork` (apply with `condition=c`)."""
     return Hypernetized(main=MNISTConvNet(num_classes=num_classes), rule=mnist_hyper_rule(),
                         basic_shape=MNIST_BASIC_SHAPE, embedding_size=embedding_size,
-                        hidden_size=hidden_size)
+                        hidden_size=hidden_size, condition_size=condition_size)
 
 
 def _zero_pad_shortcut(x: jax.Array, out_features: int, stride: int) -> jax.Array:
@@ -176,10 +177,13 @@ def wrn_hyper_rule() -> Rule:
 
 def HyperWideResNet(depth: int = 40, width: int = 1, num_classes: int = 10, shortcut: str = 'zero_pad',
                     conv_bias: bool = True, embedding_size: int = WRN_EMBEDDING_SIZE,
-                    hidden_size: int | None = None, bn_momentum: float = 0.9) -> Hypernetized:
+                    hidden_size: int | None = None, bn_momentum: float = 0.9,
+                    condition_size: int | None = None) -> Hypernetized:
     """Wide ResNet whose residual-stage 3x3 kernels are tiled from 16x16x3x3 basic kernels, each from its own
-    N_z = 64 embedding, all from one shared generator (sec. 4.1, Table 2)."""
+    N_z = 64 embedding, all from one shared generator (sec. 4.1, Table 2). `condition_size=C` adds the
+    conditioning path of `StaticHypernetwork` (C * N_z weights per tile; none by default)."""
     main = WideResNet(depth=depth, width=width, num_classes=num_classes, shortcut=shortcut,
                       conv_bias=conv_bias, bn_momentum=bn_momentum)
     return Hypernetized(main=main, rule=wrn_hyper_rule(), basic_shape=WRN_BASIC_SHAPE,
-                        embedding_size=embedding_size, hidden_size=hidden_size)
+                        embedding_size=embedding_size, hidden_size=hidden_size,
+                        condition_size=condition_size)

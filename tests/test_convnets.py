@@ -6,8 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hyper.convnets import (HyperMNISTConvNet, HyperWideResNet, MNISTConvNet, WideResNet, WRNBlock,
-                            wrn_hyper_rule)
+from hyper.convnets import (
+    HyperMNISTConvNet,
+    HyperWideResNet,
+    MNISTConvNet,
+    WideResNet,
+    WRNBlock,
+    wrn_hyper_rule,
+)
 from hyper.static import count_params
 
 

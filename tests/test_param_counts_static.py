@@ -61,3 +61,10 @@ def test_mnist_second_kernel_12544_vs_4244():
     assert count_params(hp['generator']) + count_params(hp['embeddings']) == 4_244
     assert count_params(hp['embeddings']) == 4
     assert n_params(MNISTConvNet(), MNIST) - n_params(HyperMNISTConvNet(), MNIST) == 12_544 - 4_244
+
+
+def test_conditioning_adds_c_times_n_z_per_tile_and_nothing_by_default():
+  # Conditioning off (the default) is Table 2's count; C = 8 adds W_c^j [N_z x C] for each of the 242 tiles.
+  assert n_params(HyperWideResNet(depth=40, width=1, condition_size=None), CIFAR) == 96_570
+  assert n_params(HyperWideResNet(depth=40, width=1, condition_size=8), CIFAR) == 96_570 + 242 * 64 * 8
+  assert n_params(HyperMNISTConvNet(condition_size=3), MNIST) - n_params(HyperMNISTConvNet(), MNIST) == 4 * 3

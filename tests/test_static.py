@@ -6,9 +6,16 @@ import numpy as np
 import optax
 import pytest
 
-import hyper.static as static
-from hyper.static import (KernelGenerator, StaticHypernetwork, conv_kernel_rule, count_params,
-                          generate_kernels, init_generator, tile_kernels)
+from hyper import static
+from hyper.static import (
+    KernelGenerator,
+    StaticHypernetwork,
+    conv_kernel_rule,
+    count_params,
+    generate_kernels,
+    init_generator,
+    tile_kernels,
+)
 
 BASIC = (3, 3, 2, 4)  # f_h, f_w, N_in, N_out (tiny)
 N_Z = 5
