@@ -17,7 +17,8 @@ option of no cell, or an unknown name, is a one-line error listing the allowed o
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -55,7 +56,8 @@ def make_cell(cell_config: Mapping[str, Any]) -> nn.Module:
   options = dict(cell_config)
   name = options.pop('name', None)
   if name not in CELLS:
-    raise ValueError(f'unknown cell name {name!r} (config.model.cell.name); choose one of: {", ".join(CELLS)}')
+    raise ValueError(f'unknown cell name {name!r} (config.model.cell.name); '
+                     f'choose one of: {", ".join(CELLS)}')
   cls, fixed = CELLS[name]
   allowed = _options(cls)
   any_cell = {option for other, _ in CELLS.values() for option in _options(other)}

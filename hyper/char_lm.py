@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,8 +62,8 @@ class CharLM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: Array, carry=None, *, deterministic: bool = True,
-                 return_diagnostics: bool = False, lengths: Optional[Array] = None,
-                 reset: Optional[Array] = None):
+                 return_diagnostics: bool = False, lengths: Array | None = None,
+                 reset: Array | None = None):
         """tokens int [B, T] (T may be 1 for step-by-step sampling; pass the returned carry back in).
 
         Returns (logits float32 [B, T, V], new_carry), plus the stack's diagnostics dict

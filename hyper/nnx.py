@@ -30,7 +30,7 @@ Parameters with Linen logical axis names keep them as NNX sharding metadata, not
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +74,7 @@ class Cell(nnx.Module):
     def num_feature_axes(self) -> int:
         return 0 if self.token_inputs else 1
 
-    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Optional[nnx.Rngs] = None):
+    def initialize_carry(self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None):
         """The Linen cell's initial carry (NNX argument order: `nnx.RNN` calls it so)."""
         del rngs  # the carries of hyper.cells start from zeros
         return self.cell.to_nnx__module.initialize_carry(jax.random.key(0), input_shape)

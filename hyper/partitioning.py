@@ -23,16 +23,18 @@ that dimension (replicated there), so one rule table serves every model size.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from flax import linen as nn
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-Rules = Sequence[tuple[str, Optional[str | tuple[str, ...]]]]
+Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
-DEFAULT_RULES: tuple[tuple[str, Optional[str]], ...] = (
+DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
     ("batch", "data"),
     ("embed", None),
     ("gates", "model"),
@@ -47,7 +49,7 @@ def _is_box(x) -> bool:
 
 
 def logical_specs(variables: Any) -> Any:
-    """PartitionSpec of logical names per leaf (P() for leaves without names), shaped like the unboxed tree."""
+    """PartitionSpec of logical names per leaf (P() where unnamed), shaped like the unboxed tree."""
     return jax.tree.map(lambda x: P(*x.names) if _is_box(x) else P(), variables, is_leaf=_is_box)
 
 
@@ -77,7 +79,7 @@ def shardings(variables: Any, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> Any:
                         is_leaf=lambda s: isinstance(s, P))
 
 
-def logical_sharding(mesh: Mesh, names: Sequence[Optional[str]], rules: Rules = DEFAULT_RULES) -> NamedSharding:
+def logical_sharding(mesh: Mesh, names: Sequence[str | None], rules: Rules = DEFAULT_RULES) -> NamedSharding:
     """NamedSharding of one array from its logical names, e.g. tokens ('batch', None) -> P('data', None)."""
     return NamedSharding(mesh, nn.logical_to_mesh_axes(tuple(names), rules))
 

@@ -1,4 +1,4 @@
-"""Multi-layer recurrent sequence module: a stack of recurrent cells, each layer run with one `scan` over time.
+"""Multi-layer recurrent sequence module: a stack of recurrent cells, one `scan` over time per layer.
 
 The stack takes the cell as a value, as `flax.linen.RNN` does: `RecurrentStack(cell=HyperLSTMCell(1000))`.
 The cell is a template: layer l is `cell.clone(name=f"layer_{l}")` (layers l >= 1 with `vocab_size=None`,
@@ -19,7 +19,7 @@ parameters).
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,7 +100,7 @@ class RecurrentStack(nn.Module):
         return self.cell.clone(parent=parent, name=f"layer_{layer}", **updates)
 
     @nn.nowrap
-    def initialize_carry(self, rng: Optional[jax.Array], input_shape: tuple[int, ...]):
+    def initialize_carry(self, rng: jax.Array | None, input_shape: tuple[int, ...]):
         """The initial carry: a tuple with one carry per layer, each from the layer cell's `initialize_carry`.
 
         Args:
@@ -121,8 +121,8 @@ class RecurrentStack(nn.Module):
         return tuple(carries)
 
     @nn.compact
-    def __call__(self, inputs: Array, carry=None, *, lengths: Optional[Array] = None,
-                 reset: Optional[Array] = None, deterministic: bool = True,
+    def __call__(self, inputs: Array, carry=None, *, lengths: Array | None = None,
+                 reset: Array | None = None, deterministic: bool = True,
                  return_diagnostics: bool = False):
         """Runs the stack.
 
@@ -181,7 +181,7 @@ class RecurrentStack(nn.Module):
                 keep = 1.0 - self.input_dropout
                 token_mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape) / keep
                 projected = jax.tree.map(
-                    lambda p: p * token_mask.reshape(token_mask.shape + (1,) * (p.ndim - 2)), projected)
+                    lambda p, m=token_mask: p * m.reshape(m.shape + (1,) * (p.ndim - 2)), projected)
             layer_carry, (x, diag) = scan(cell, carry[layer], (projected, reset_tm, valid))
             new_carry.append(layer_carry)
             if return_diagnostics:

@@ -56,8 +56,8 @@ def test_unknown_names_and_options_are_one_line_errors():
   with pytest.raises(ValueError, match=r"^unknown cell name 'gru' .*choose one of: lstm, ln_lstm, hyperlstm, "
                      r'ln_hyperlstm, hyperrnn$'):
     models.make_cell(_cell(name='gru', features=8))
-  with pytest.raises(ValueError, match=r'^unknown option\(s\) hyper_size for cell .*its options are: features, '
-                     r'.*hyper_features') as err:
+  with pytest.raises(ValueError, match=r'^unknown option\(s\) hyper_size for cell .*its options are: '
+                     r'features, .*hyper_features') as err:
     models.make_cell(_cell(name='ln_hyperlstm', features=8, hyper_size=3))
   assert '\n' not in str(err.value) and 'layer_norm' not in str(err.value)
   with pytest.raises(ValueError, match=r"^cell 'hyperlstm' means layer_norm=False"):

@@ -42,7 +42,7 @@ def test_cell_in_nnx_rnn_and_nnx_scan_equals_linen_values_and_gradients(kind):
     params = _perturb(model)
     x = _inputs()
     stack = RecurrentStack(cell=cell)
-    linen_loss = lambda p: jnp.sum(stack.apply({'params': {'layer_0': p}}, x)[0] ** 2)  # noqa: E731
+    linen_loss = lambda p: jnp.sum(stack.apply({'params': {'layer_0': p}}, x)[0] ** 2)
     want, want_grads = jax.value_and_grad(linen_loss)(params)
 
     def rnn_loss(m):

@@ -84,6 +84,7 @@ def test_param_count_matches_paper(name, vocab, cell, layers, paper_millions, ex
 def test_every_paper_row_of_the_configs_builds_the_same_model():
     """configs/ptb_char.py and configs/enwik8.py rows -> experiments/models.py give the counts above."""
     import importlib  # pylint: disable=g-import-not-at-top
+
     from experiments import models  # pylint: disable=g-import-not-at-top
     exact = {
         ("ptb_char", "lstm1000"): 4_254_050, ("ptb_char", "lstm1250"): 6_567_550,

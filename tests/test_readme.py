@@ -17,11 +17,11 @@ README = ROOT / 'README.md'
 
 
 def _blocks() -> list[str]:
-  return re.findall(r'```python\n(.*?)```', README.read_text(), re.S)
+  return re.findall(r'```python\n(.*?)```', README.read_text(), re.DOTALL)
 
 
 def _promised(block: str) -> list[str]:
-  return [m.group(1).strip() for m in re.finditer(r'^[ \t]*print\(.*\)[ \t]+# (.+)$', block, re.M)]
+  return [m.group(1).strip() for m in re.finditer(r'^[ \t]*print\(.*\)[ \t]+# (.+)$', block, re.MULTILINE)]
 
 
 def _run(block: str) -> list[str]:

@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from flax import linen as nn
 
 from hyper.cells import HyperLSTMCell, HyperRNNCell, LayerNormLSTMCell, LSTMCell
@@ -175,7 +174,8 @@ def test_char_lm_gather_equals_one_hot_and_sampling_with_diagnostics():
     for t in range(T):
         lg, c, d = step(tokens[:, t:t + 1], c)
         np.testing.assert_allclose(lg[:, 0], logits[:, t], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(d["layer_0"]["weight_change"][:, 0], diag["layer_0"]["weight_change"][:, t],
+        np.testing.assert_allclose(d["layer_0"]["weight_change"][:, 0],
+                                   diag["layer_0"]["weight_change"][:, t],
                                    rtol=1e-4, atol=1e-7)
     # Dropout (input, recurrent, output) only with an rng and deterministic=False.
     noisy, _ = lm.apply({"params": params}, tokens, carry0, deterministic=False,

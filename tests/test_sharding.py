@@ -34,7 +34,7 @@ def _child() -> None:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  from jax.sharding import AxisType, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from jax.sharding import AxisType  # pylint: disable=g-import-not-at-top
 
   from hyper import cells, partitioning  # pylint: disable=g-import-not-at-top
   from hyper.char_lm import CharLM  # pylint: disable=g-import-not-at-top
@@ -47,7 +47,7 @@ def _child() -> None:
 
   def named(variables):
     # Leaves without logical names (cells from before they carried names) get ('embed', 'gates').
-    box = lambda x: isinstance(x, nn.LogicallyPartitioned)  # noqa: E731
+    box = lambda x: isinstance(x, nn.LogicallyPartitioned)
     return jax.tree.map(
         lambda x: x if box(x) else nn.LogicallyPartitioned(x, ('embed', 'gates') if x.ndim == 2 else
                                                            (None,) * x.ndim),
