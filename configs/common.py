@@ -98,8 +98,7 @@ def char_lm(config: ml_collections.ConfigDict, *, cell: str, features: int, num_
   """
   config.task = 'char_lm'
   m = config.model
-  # The recurrent cell of every layer: a name (experiments/models.py CELLS) plus that cell's options.
-  m.cell = ml_collections.ConfigDict()
+  m.cell = ml_collections.ConfigDict()  # The cell of every layer: a name and that cell's own options.
   c = m.cell
   c.name = cell  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' | 'hyperrnn' (hyper/cells.py classes).
   c.features = features  # Units of the main LSTM (N_h).
