@@ -93,19 +93,37 @@ def char_lm(config: ml_collections.ConfigDict, *, cell: str, features: int, num_
             hyper_features: int, embedding_size: int, keep_input: float, keep_output: float,
             keep_recurrent: float, data: str, seq_len: int, batch_size: int, learning_rate: float,
             grad_clip_norm: float, num_epochs: float, eval_every_steps: int) -> None:
-  """Fills the char_lm task fields; the family file passes every paper value explicitly."""
+  """Fills the char_lm task fields; the family file passes every paper value explicitly.
+
+  experiments/models.py builds the model: config.model.cell (minus its name) goes straight to the cell
+  class as keyword arguments, the other config.model fields straight to hyper.char_lm.CharLM. The cell
+  dict holds the options of the named cell only (a hypernetwork's options are not set for an LSTM); after
+  --config.model.cell.name=lstm the hypernetwork's options are left out of the LSTM.
+  """
   config.task = 'char_lm'
   m = config.model
-  m.cell = cell  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' (hyper/sequence.py RecurrentStack).
-  m.features = features  # Units of the main LSTM (N_h).
+  m.cell = ml_collections.ConfigDict()  # The cell of every layer: a name and that cell's own options.
+  c = m.cell
+  c.name = cell  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' | 'hyperrnn' (hyper/cells.py classes).
+  c.features = features  # Units of the main LSTM (N_h).
+  if cell != 'hyperrnn':
+    c.recurrent_dropout = round(1.0 - keep_recurrent, 6)  # Recurrent dropout rate on the cell update g_t.
+    c.forget_bias = 1.0  # Added to the forget gate's pre-activation (reference code).
+  if cell in ('hyperlstm', 'ln_hyperlstm', 'hyperrnn'):
+    c.hyper_features = hyper_features  # Units of the small hyper RNN (N_hat_h).
+    c.embedding_size = embedding_size  # N_z, size of the per-step weight-scaling embeddings z_h, z_x, z_b.
+    c.hyper_output = 'current'  # Which hyper state makes z: 'current' (ĥ_t, reference code) or 'previous'.
+  if cell in ('hyperlstm', 'ln_hyperlstm'):
+    c.hyper_recurrent_dropout = 0.0  # Recurrent dropout rate of the hyper LSTM's own update.
+    c.z_init = 'reference'  # HyperLSTM z init: 'reference' (A.2.3), 'random_embedding', 'random_projection'.
+    c.remat = True  # Recompute the step's elementwise work in the backward pass (speed/memory, same values).
+  if cell == 'hyperrnn':
+    c.weights = 'scaled'  # HyperRNN weight form: 'scaled' (eq. 8, memory-efficient) or 'full' (eq. 6-7).
+  c.dtype = 'float32'  # Computation dtype ('bfloat16' for speed on accelerators); the softmax head follows it.
   m.num_layers = num_layers  # Stacked recurrent layers.
-  m.hyper_features = hyper_features  # Units of the HyperLSTM's small LSTM (N_hat_h); unused by plain LSTMs.
-  m.embedding_size = embedding_size  # N_z, size of the per-step weight-scaling embeddings z_h, z_x, z_b.
   m.input_dropout = round(1.0 - keep_input, 6)  # Dropout rate on the one-hot input (1 - keep prob).
   m.output_dropout = round(1.0 - keep_output, 6)  # Dropout rate on the top layer's output.
-  m.recurrent_dropout = round(1.0 - keep_recurrent, 6)  # Recurrent dropout rate on the cell update g_t.
-  m.dtype = 'float32'  # Computation dtype ('bfloat16' for speed on accelerators).
-  m.z_init = 'reference'  # HyperLSTM z init: 'reference' (A.2.3), 'random_embedding', 'random_projection'.
+  m.unroll = 1  # Unroll factor of the scan over time.
 
   d = config.data
   d.name = data  # Corpus for experiments.data.text.load_char_corpus ('synthetic', 'ptb_char', 'enwik8').

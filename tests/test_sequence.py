@@ -1,11 +1,13 @@
-"""RecurrentStack and CharLM: scan vs single steps, segments, lengths / reset, diagnostics, one-hot gather."""
+"""RecurrentStack and CharLM: scan vs single steps, segments, lengths / reset, diagnostics, one-hot gather,
+cells as values (any Flax cell; the carry from the cell's own initialize_carry)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
-from hyper.cells import HyperLSTMCell, LayerNormLSTMCell
+from hyper.cells import HyperLSTMCell, HyperRNNCell, LayerNormLSTMCell, LSTMCell
 from hyper.char_lm import CharLM
 from hyper.sequence import RecurrentStack
 
@@ -19,7 +21,7 @@ def perturbed(params, seed=0, std=0.3):
 
 
 def make_stack(**kw):
-    kw = dict(dict(cell="ln_hyperlstm", num_layers=2, features=H, hyper_features=HH, embedding_size=NZ), **kw)
+    kw = dict(dict(cell=HyperLSTMCell(H, hyper_features=HH, embedding_size=NZ), num_layers=2), **kw)
     return RecurrentStack(**kw)
 
 
@@ -33,7 +35,7 @@ _STEP = jax.jit(lambda p, c, x: _CELL.apply({"params": p}, c, x))
 
 def unrolled(stack, params, x, carry):
     """Reference: every layer as T separate single-step calls of the cell (no scan)."""
-    assert stack.cell == "ln_hyperlstm"
+    assert stack.cell == _CELL
     new_carry = []
     for layer in range(stack.num_layers):
         c = carry[layer]
@@ -56,7 +58,7 @@ def stack_and_params():
 def test_scan_equals_single_steps_and_segments(stack_and_params):
     stack, params = stack_and_params
     x = inputs(1)
-    carry0 = jax.tree.map(lambda a: a + 0.1, stack.initialize_carry(B))  # non-zero start state
+    carry0 = jax.tree.map(lambda a: a + 0.1, stack.initialize_carry(None, x.shape))  # non-zero start state
     apply = jax.jit(lambda x, c: stack.apply({"params": params}, x, c))
     out, carry = apply(x, carry0)
     ref_out, ref_carry = unrolled(stack, params, x, carry0)
@@ -79,7 +81,8 @@ def test_lengths_and_reset(stack_and_params):
     out, carry = stack.apply({"params": params}, x, lengths=lengths)
     for b in range(B):
         n = int(lengths[b])
-        ref_out, ref_carry = unrolled(stack, params, x[b:b + 1, :n], stack.initialize_carry(1))
+        carry0 = stack.initialize_carry(None, (1, n, D))
+        ref_out, ref_carry = unrolled(stack, params, x[b:b + 1, :n], carry0)
         np.testing.assert_allclose(out[b, :n], ref_out[0], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(out[b, n:], 0.0)
         for a, r in zip(jax.tree.leaves(carry), jax.tree.leaves(ref_carry)):
@@ -102,7 +105,7 @@ def test_weight_change_diagnostics_against_explicit_matrices(stack_and_params):
     out, carry, diag = stack.apply({"params": params}, x, return_diagnostics=True)
     p = jax.tree.map(np.asarray, params["layer_0"])
     # ĥ_t of layer 0 from single steps.
-    c = stack.initialize_carry(B)[0]
+    c = stack.initialize_carry(None, x.shape)[0]
     hats = [np.asarray(c[1][1])]
     tanh_c = []
     for t in range(T):
@@ -136,12 +139,12 @@ def test_weight_change_diagnostics_against_explicit_matrices(stack_and_params):
 
 
 def test_lstm_stack_has_zero_weight_change_and_runs_bf16():
-    stack = RecurrentStack(cell="ln_lstm", num_layers=1, features=H)
+    stack = RecurrentStack(cell=LayerNormLSTMCell(H), num_layers=1)
     x = inputs(5)
     params = stack.init(jax.random.key(0), x)["params"]
     out, _, diag = stack.apply({"params": params}, x, return_diagnostics=True)
     np.testing.assert_array_equal(diag["layer_0"]["weight_change"], 0.0)
-    bf16 = RecurrentStack(cell="ln_lstm", num_layers=1, features=H, dtype=jnp.bfloat16)
+    bf16 = RecurrentStack(cell=LayerNormLSTMCell(H, dtype=jnp.bfloat16), num_layers=1)
     out16, carry16 = bf16.apply({"params": params}, x)
     assert out16.dtype == jnp.bfloat16 and carry16[0][0].dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out16, np.float32), out, atol=0.05)
@@ -152,18 +155,17 @@ def test_lstm_stack_has_zero_weight_change_and_runs_bf16():
 
 def test_char_lm_gather_equals_one_hot_and_sampling_with_diagnostics():
     vocab = 7
-    lm = CharLM(vocab_size=vocab, cell="ln_hyperlstm", features=H, hyper_features=HH, embedding_size=NZ,
-                num_layers=1, input_dropout=0.3, output_dropout=0.2)
+    cell = HyperLSTMCell(H, hyper_features=HH, embedding_size=NZ, recurrent_dropout=0.1)
+    lm = CharLM(vocab_size=vocab, cell=cell, num_layers=1, input_dropout=0.3, output_dropout=0.2)
     tokens = jnp.asarray(np.random.default_rng(6).integers(0, vocab, size=(B, T)), jnp.int32)
-    carry0 = CharLM(vocab_size=vocab, cell="ln_hyperlstm", features=H, hyper_features=HH,
-                    embedding_size=NZ).initialize_carry(B)  # unbound
+    carry0 = CharLM(vocab_size=vocab, cell=cell).initialize_carry(B)  # unbound
     params = perturbed(lm.init(jax.random.key(0), tokens, carry0)["params"])
     logits, carry = lm.apply({"params": params}, tokens, carry0)
     assert logits.shape == (B, T, vocab) and logits.dtype == jnp.float32
     # One-hot float inputs through the same stack parameters give the same outputs as the id gather.
-    stack = RecurrentStack(cell="ln_hyperlstm", features=H, hyper_features=HH, embedding_size=NZ)
+    stack = RecurrentStack(cell=cell)
     out_onehot, _ = stack.apply({"params": params["rnn"]}, jax.nn.one_hot(tokens, vocab))
-    out_ids, _ = stack.clone(vocab_size=vocab).apply({"params": params["rnn"]}, tokens)
+    out_ids, _ = stack.clone(cell=cell.clone(vocab_size=vocab)).apply({"params": params["rnn"]}, tokens)
     np.testing.assert_allclose(out_onehot, out_ids, rtol=1e-5, atol=1e-6)
     # Sampling one step at a time (T = 1) gives the same logits and diagnostics as the whole sequence.
     _, _, diag = lm.apply({"params": params}, tokens, carry0, return_diagnostics=True)
@@ -172,9 +174,54 @@ def test_char_lm_gather_equals_one_hot_and_sampling_with_diagnostics():
     for t in range(T):
         lg, c, d = step(tokens[:, t:t + 1], c)
         np.testing.assert_allclose(lg[:, 0], logits[:, t], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(d["layer_0"]["weight_change"][:, 0], diag["layer_0"]["weight_change"][:, t],
+        np.testing.assert_allclose(d["layer_0"]["weight_change"][:, 0],
+                                   diag["layer_0"]["weight_change"][:, t],
                                    rtol=1e-4, atol=1e-7)
     # Dropout (input, recurrent, output) only with an rng and deterministic=False.
     noisy, _ = lm.apply({"params": params}, tokens, carry0, deterministic=False,
                         rngs={"dropout": jax.random.key(1)})
     assert float(jnp.abs(noisy - logits).max()) > 1e-3
+    # The cell's vocab_size, when set, must be CharLM's.
+    with pytest.raises(ValueError, match="differs from CharLM"):
+        CharLM(vocab_size=vocab, cell=cell.clone(vocab_size=vocab + 1)).initialize_carry(1)
+
+
+CELLS = {
+    "lstm": LSTMCell(H),
+    "ln_lstm": LayerNormLSTMCell(H),
+    "hyperlstm": HyperLSTMCell(H, hyper_features=HH, embedding_size=NZ, layer_norm=False),
+    "hyperrnn": HyperRNNCell(H, hyper_features=HH, embedding_size=NZ, weights="full"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_carry_comes_from_the_cells_own_initialize_carry(kind):
+    cell = CELLS[kind]
+    stack = RecurrentStack(cell=cell.clone(vocab_size=7), num_layers=2)
+    carry = stack.initialize_carry(None, (B, T))  # token ids
+    own = cell.initialize_carry(jax.random.key(0), (B, H))
+    assert len(carry) == 2
+    for layer in carry:
+        assert jax.tree.structure(layer) == jax.tree.structure(own)
+        for a, b in zip(jax.tree.leaves(layer), jax.tree.leaves(own)):
+            assert a.shape == b.shape and a.dtype == b.dtype
+    # And the stack started from carry=None equals the stack started from that carry.
+    tokens = jnp.asarray(np.random.default_rng(7).integers(0, 7, size=(B, T)), jnp.int32)
+    params = perturbed(stack.init(jax.random.key(1), tokens)["params"])
+    out_none, _ = stack.apply({"params": params}, tokens)
+    out_given, _ = stack.apply({"params": params}, tokens, carry)
+    np.testing.assert_array_equal(out_none, out_given)
+    # Layer 1 reads layer 0's outputs: it has no vocabulary (a float W_x of H rows).
+    assert stack.layer_cell(0).vocab_size == 7 and stack.layer_cell(1).vocab_size is None
+
+
+def test_any_flax_cell_runs_in_the_stack_as_in_nn_rnn():
+    """Cells as values: flax's own GRUCell (no project_inputs / step) in the stack equals nn.RNN."""
+    x = inputs(8)
+    stack = RecurrentStack(cell=nn.GRUCell(H), num_layers=1)
+    params = stack.init(jax.random.key(0), x)["params"]
+    out, (carry,) = stack.apply({"params": params}, x)
+    rnn = nn.RNN(nn.GRUCell(H), return_carry=True)
+    ref_carry, ref = rnn.apply({"params": {"cell": params["layer_0"]}}, x)
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(carry, ref_carry, rtol=1e-6, atol=1e-6)

@@ -39,13 +39,9 @@ def load_corpus(config: ml_collections.ConfigDict):
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int):
-  from hyper import char_lm  # pylint: disable=g-import-not-at-top
-  m = config.model
-  return char_lm.CharLM(
-      vocab_size=vocab_size, cell=m.cell, features=m.features, num_layers=m.num_layers,
-      hyper_features=m.hyper_features, embedding_size=m.embedding_size,
-      input_dropout=m.input_dropout, output_dropout=m.output_dropout,
-      recurrent_dropout=m.recurrent_dropout, dtype=jnp.dtype(m.dtype), z_init=m.z_init)
+  """hyper.char_lm.CharLM from config.model (experiments/models.py: cell options and CharLM's, no list)."""
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  return models.make_char_lm(config.model, vocab_size)
 
 
 def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
