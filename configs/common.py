@@ -266,6 +266,8 @@ _CHAR_LM_CHECKS = {
     'model.*unroll': v.integer(1),
     'model.*remat': v.boolean(),
     'model.*forget_bias': v.number(),
+    'model.*hyper_output': v.one_of('current', 'previous'),
+    'model.*weights': v.one_of('scaled', 'full'),
     'data.name': v.Check(  # experiments.data.text.load_char_corpus: a corpus, or ids prepared by export_ids.
       f'{", ".join(map(repr, CHAR_DATA))}, or the path of a prepared .npz',
       lambda x: x in CHAR_DATA or (isinstance(x, str) and x.endswith('.npz')),

@@ -47,23 +47,19 @@ def test_ptb_char_rows_follow_appendix_a33():
   ptb = _family('ptb_char')
   c = ptb.get_config('ln_hyperlstm1000')
   assert (c.train.batch_size, c.data.seq_len, c.train.learning_rate, c.train.grad_clip_norm) == (
-    128,
-    100,
-    0.001,
-    1.0,
-  )
-  assert (c.model.hyper_features, c.model.embedding_size) == (128, 4)
-  assert c.model.input_dropout == c.model.output_dropout == c.model.recurrent_dropout == pytest.approx(0.1)
-  assert ptb.get_config('ln_hyperlstm1000_nz16').model.recurrent_dropout == pytest.approx(0.15)
+    128, 100, 0.001, 1.0)
+  assert (c.model.cell.hyper_features, c.model.cell.embedding_size) == (128, 4)
+  assert c.model.input_dropout == c.model.output_dropout == c.model.cell.recurrent_dropout == pytest.approx(0.1)
+  assert ptb.get_config('ln_hyperlstm1000_nz16').model.cell.recurrent_dropout == pytest.approx(0.15)
   two = ptb.get_config('ln_hyperlstm1000_2layer').model
-  assert (two.num_layers, two.embedding_size, two.recurrent_dropout) == (2, 16, pytest.approx(0.2))
-  assert ptb.get_config('lstm1250').model.features == 1250
+  assert (two.num_layers, two.cell.embedding_size, two.cell.recurrent_dropout) == (2, 16, pytest.approx(0.2))
+  assert ptb.get_config('lstm1250').model.cell.features == 1250
 
 
 def test_enwik8_and_image_rows():
-  e = _family('enwik8').get_config('ln_hyperlstm2048').model
+  e = _family('enwik8').get_config('ln_hyperlstm2048').model.cell
   assert (e.features, e.hyper_features, e.embedding_size) == (2048, 512, 64)
-  assert _family('enwik8').get_config('hyperlstm1800').model.hyper_features == 256
+  assert _family('enwik8').get_config('hyperlstm1800').model.cell.hyper_features == 256
   m = _family('mnist').get_config('hyper_conv')
   assert (m.train.batch_size, m.train.learning_rate, m.train.optimizer) == (1000, 0.001, 'adam')
   normal = _family('cifar10').get_config('wrn40_2')
@@ -206,8 +202,8 @@ def test_a_family_registers_its_own_checks(monkeypatch):
   family.CHECKS = {'model.mixtures': v.integer(1, 50)}
 
   def _rule(config):
-    if config.model.mixtures > config.model.features:
-      raise v.ConfigError('model.mixtures', 'must not exceed model.features')
+    if config.model.mixtures > config.model.cell.features:
+      raise v.ConfigError('model.mixtures', 'must not exceed model.cell.features')
 
   family.RULES = (_rule,)
   family.MODES = ('train', 'eval', 'summary')
@@ -223,7 +219,7 @@ def test_a_family_registers_its_own_checks(monkeypatch):
   with pytest.raises(v.ConfigError, match=r'config.model.mixtures: 51 is not allowed; allowed: an integer'):
     v.validate(config)
   config.model.mixtures = 40
-  config.model.features = 32
+  config.model.cell.features = 32
   with pytest.raises(v.ConfigError, match='must not exceed'):
     v.validate(config)
   config.family = 'ptb_char'  # Another family: its rule is not applied.

@@ -17,7 +17,7 @@ import pytest
 import trainer_testlib as T
 from experiments import trainer
 
-OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm'}  # 12 steps; checkpoints 4, 8, 12; evals 6, 12.
+OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell.name': 'lstm'}  # 12 steps; checkpoints 4, 8, 12; evals 6, 12.
 
 
 def _config(**more):

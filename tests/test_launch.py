@@ -8,7 +8,7 @@ import pytest
 import trainer_testlib as T
 from experiments import checkpoints as ckpt_lib
 
-OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm'}
+OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell.name': 'lstm'}
 
 
 def _one_line_error(result, *needles):

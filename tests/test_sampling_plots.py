@@ -6,8 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import plots, sampling
-from hyper.char_lm import CharLM
+from experiments import models, plots, sampling
 
 VOCAB = list("\nabcdefg_")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,7 +21,8 @@ def _model(cell="ln_hyperlstm", seed=0):
   Random, not initial, values: the hypernetwork's output projections start at zero, which would make
   every weight change zero.
   """
-  model = CharLM(vocab_size=len(VOCAB), cell=cell, features=16, hyper_features=8, embedding_size=4)
+  model = models.make_char_lm(
+      {'cell': {'name': cell, 'features': 16, 'hyper_features': 8, 'embedding_size': 4}}, len(VOCAB))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 1), np.int32),
                           model.initialize_carry(1))["params"]
   rng = np.random.default_rng(seed)

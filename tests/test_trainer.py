@@ -13,7 +13,7 @@ from experiments import metrics as metrics_lib
 from experiments import trainer
 
 # The mechanics tests use a plain LSTM: quick to compile, and the loop does not care about the cell.
-OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm', 'sample.length': 20}
+OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell.name': 'lstm', 'sample.length': 20}
 # The reference run also draws the Figure 4 weight-change picture (PNG + SVG, and in TensorBoard).
 FIGURES = {'plots.weight_change': True, 'plots.length': 30}
 
@@ -54,7 +54,7 @@ def test_uninterrupted_run_traces_once_learns_and_fills_the_workdir(reference):
   assert len(open(os.path.join(workdir, 'sample.txt')).read()) == 20
   # load() gives the config and the best checkpoint's parameters (for notebooks and sampling).
   loaded_config, params = trainer.load(workdir)
-  assert loaded_config.model.cell == 'lstm' and tuple(loaded_config.mesh.axes) == ('data', 'model')
+  assert loaded_config.model.cell.name == 'lstm' and tuple(loaded_config.mesh.axes) == ('data', 'model')
   best_params, best_step = T.restored_params(T.get_config(overrides=OVERRIDES), workdir, 'best')
   assert best_step == 12  # The validation bpc fell at every evaluation.
   T.assert_trees_equal(jax.device_get(params), best_params)

@@ -17,7 +17,7 @@ from experiments import trainer
 
 # SGD rather than Adam: Adam's m / sqrt(v) turns float reassociation noise in near-zero gradients into
 # O(learning rate) parameter differences, which would hide real sharding bugs behind a loose tolerance.
-OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm', 'train.optimizer': 'nesterov',
+OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell.name': 'lstm', 'train.optimizer': 'nesterov',
              'train.learning_rate': 0.5}
 
 

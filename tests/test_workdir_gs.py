@@ -20,7 +20,7 @@ import trainer_testlib as T
 from experiments import metrics as metrics_lib
 from experiments import trainer
 
-OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell': 'lstm', 'sample.length': 16}
+OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell.name': 'lstm', 'sample.length': 16}
 
 
 class FakeGCS(LocalFileSystem):
