@@ -510,3 +510,26 @@ def load_strokes(name: str, manual_dir: str | None = None, data_dir: str | None 
   if name == 'iam_ondb':
     return read_iam_builder(prepare_iam_ondb(manual_dir, data_dir, split_lists, min_length))
   raise DataError(f'unknown stroke data set {name!r}; use one of {", ".join(NAMES)} or a .npz path')
+
+
+def synthetic_lines(num_lines: int, seed: int, mean_length: int = 120) -> Lines:
+  """Small learnable 'handwriting' for tests (no files): loops drifting right, pen lifted between words.
+
+  Each word is a run of cursive-like loops, (Δx, Δy) = (a + r cos φ, r sin φ) sampled every 0.6 rad
+  with writer-specific a and r and a little noise; a pen-up jump separates words.
+  """
+  rng = np.random.default_rng(seed)
+  lines = []
+  for _ in range(num_lines):
+    n = int(rng.integers(mean_length // 2, mean_length * 3 // 2))
+    slant, radius = rng.uniform(1.0, 2.0), rng.uniform(2.0, 4.0)
+    phase = np.arange(n) * 0.6 + rng.uniform(0, 2 * np.pi)
+    pts = np.zeros((n, 3), np.float32)
+    pts[1:, 0] = slant + radius * np.cos(phase[1:]) + rng.normal(0, 0.2, n - 1)
+    pts[1:, 1] = radius * np.sin(phase[1:]) + rng.normal(0, 0.2, n - 1)
+    ends = np.arange(int(rng.integers(12, 20)), n - 1, int(rng.integers(15, 25)))
+    pts[ends, 2] = 1.0
+    pts[ends[ends + 1 < n] + 1, 0] += 8.0  # the jump to the next word
+    pts[-1, 2] = 1.0
+    lines.append(np.round(pts, 1))
+  return Lines.from_list(lines)
