@@ -37,7 +37,7 @@ def test_shapes_without_data():
   assert count > 4 * 900 * 903  # at least the main LSTM's weights
 
 
-def test_tiny_trains_and_evaluates_every_line_whole():
+def test_tiny_trains_and_evaluates_every_line_whole(tmp_path):
   config = hw_configs.get_config('tiny')
   task = hw_task.make_task(config)
   runner = trainer.Runner(config, task)
@@ -65,3 +65,7 @@ def test_tiny_trains_and_evaluates_every_line_whole():
   np.testing.assert_allclose(result['nats_per_point'], total / mask.sum(), rtol=2e-5)
   std = np.asarray(state['model_state']['data_std'])
   np.testing.assert_allclose(std, task.splits['train'].points[:, :2].std(0), rtol=1e-5)
+  # --mode=sample / end of training: the sample in data units and, for a hyper cell, Figure 7 and the GIF.
+  written = task.write_artifacts(state['params'], state['model_state'], str(tmp_path))
+  assert sorted(p.rsplit('/', 1)[1] for p in written) == ['figure7.gif', 'figure7.png', 'sample.png',
+                                                         'sample.svg']

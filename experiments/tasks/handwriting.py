@@ -174,15 +174,21 @@ class HandwritingTask(TaskBase):
     std = np.asarray(model_state['data_std'], np.float64) if model_state else np.asarray(self.normalizer.std)
     return float(std[0]), float(std[1])
 
-  def generate(self, params, model_state, seed: int = 0, prime_line: int = -1) -> dict[str, Any]:
-    """A sampled line in data units: {'points': [N, 3], 'weight_change': [N, G] (first layer), 'prime'}."""
+  def generate(self, params, model_state, seed: int = 0, prime_line: int = 0,
+               prime_length: int | None = None) -> dict[str, Any]:
+    """A sampled line in data units: {'points': [N, 3], 'weight_change': [N, G] (first layer), 'prime'}.
+
+    With prime_length > 0 (default config.sample.prime_length) the model first reads that many points of
+    validation line `prime_line` and continues it.
+    """
     from hyper.handwriting import sample  # pylint: disable=g-import-not-at-top
     s = self.config.sample
     std = self.data_std(model_state)
     normalizer = strokes.Normalizer(std)
     prime = None
-    if prime_line >= 0 and 'valid' in self.splits:
-      line = self.splits['valid'].line(prime_line % len(self.splits['valid']))[:s.prime_length]
+    prime_length = s.prime_length if prime_length is None else prime_length
+    if prime_length > 0 and 'valid' in self.splits:
+      line = self.splits['valid'].line(prime_line % len(self.splits['valid']))[:prime_length]
       prime = jnp.asarray(normalizer.normalize(line), jnp.float32)
     out = sample(self.model, params, jax.random.PRNGKey(seed), s.length, temperature=float(s.temperature),
                  bias=float(s.bias), prime=prime, batch_size=1)
