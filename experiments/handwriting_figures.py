@@ -12,6 +12,7 @@ draws a real line (SVG + PNG); trained models write their pictures through the h
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -38,8 +39,8 @@ def svg_text(points: np.ndarray, colors: list[str] | None = None, stroke_width: 
   """An SVG document with one polyline per stroke (y grows downwards, as in the data)."""
   strokes = absolute_strokes(points)
   lo, size = _bounds(strokes)
-  parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size[0]:.1f} {size[1]:.1f}" '
-           f'width="{size[0]:.0f}" height="{size[1]:.0f}"><rect width="100%" height="100%" fill="white"/>']
+  parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size[0]:.1f} {size[1]:.1f}" '
+           f'width="{size[0]:.0f}" height="{size[1]:.0f}"><rect width="100%" height="100%" fill="white"/>')]
   if colors is None:
     for s in strokes:
       pts = ' '.join(f'{x - lo[0]:.1f},{y - lo[1]:.1f}' for x, y in s)
@@ -48,7 +49,7 @@ def svg_text(points: np.ndarray, colors: list[str] | None = None, stroke_width: 
   else:  # one segment per point, coloured by that point's value
     k = 0
     for s in strokes:
-      for a, b in zip(s[:-1], s[1:]):
+      for a, b in itertools.pairwise(s):
         k += 1
         parts.append(f'<line x1="{a[0] - lo[0]:.1f}" y1="{a[1] - lo[1]:.1f}" x2="{b[0] - lo[0]:.1f}" '
                      f'y2="{b[1] - lo[1]:.1f}" stroke="{colors[min(k, len(colors) - 1)]}" '
@@ -72,7 +73,7 @@ def _draw_strokes(ax, points: np.ndarray, values: np.ndarray | None = None, vmax
   else:
     segments, seg_values, k = [], [], 0
     for s in strokes:
-      for a, b in zip(s[:-1], s[1:]):
+      for a, b in itertools.pairwise(s):
         k += 1
         segments.append([a, b])
         seg_values.append(values[min(k, len(values) - 1)])
@@ -150,7 +151,7 @@ def write_animation(points: np.ndarray, weight_change: np.ndarray, path: str, *,
   segments, k = [], 0  # (point index, (x0, y0, x1, y1), colour)
   for s in strokes:
     xy = (s - lo) * scale + 10
-    for a, b in zip(xy[:-1], xy[1:]):
+    for a, b in itertools.pairwise(xy):
       k += 1
       rgb = tuple(int(255 * c) for c in cmap(min(values[min(k, len(values) - 1)] / vmax, 1.0))[:3])
       segments.append((k, (float(a[0]), float(a[1]), float(b[0]), float(b[1])), rgb))
@@ -160,7 +161,7 @@ def write_animation(points: np.ndarray, weight_change: np.ndarray, path: str, *,
   draw = ImageDraw.Draw(canvas)
   images, done = [], 0
   for f in range(1, frames + 1):
-    upto = int(round(total * f / frames))
+    upto = round(total * f / frames)
     while done < len(segments) and segments[done][0] <= upto:
       draw.line(segments[done][1], fill=segments[done][2], width=3)
       done += 1

@@ -14,7 +14,7 @@ of the paper's Figures 4 and 7; zero for fixed-weight cells).
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,8 +66,8 @@ class HandwritingModel(nn.Module):
                      for _ in range(self.num_layers))
 
     @nn.compact
-    def __call__(self, points: Array, carry=None, *, reset: Optional[Array] = None,
-                 mask: Optional[Array] = None, deterministic: bool = True,
+    def __call__(self, points: Array, carry=None, *, reset: Array | None = None,
+                 mask: Array | None = None, deterministic: bool = True,
                  return_diagnostics: bool = False):
         """Runs the layers and the mixture head.
 
@@ -114,7 +114,7 @@ class HandwritingModel(nn.Module):
                                  max_rho=self.max_rho)
 
     @nn.nowrap
-    def nll(self, outputs: Array, targets: Array, mask: Optional[Array] = None) -> Array:
+    def nll(self, outputs: Array, targets: Array, mask: Array | None = None) -> Array:
         """-log p(x_{t+1}) in nats per point [B, T] (0 where mask is 0)."""
         return mdn.negative_log_likelihood(outputs, targets, mask, num_mixtures=self.num_mixtures,
                                            min_log_sigma=self.min_log_sigma, max_rho=self.max_rho)
@@ -122,7 +122,7 @@ class HandwritingModel(nn.Module):
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "batch_size"))
 def sample(model: HandwritingModel, params: Any, rng: Array, num_steps: int, *,
-           temperature: float | Array = 1.0, bias: float | Array = 0.0, prime: Optional[Array] = None,
+           temperature: float | Array = 1.0, bias: float | Array = 0.0, prime: Array | None = None,
            batch_size: int = 1) -> dict[str, Any]:
     """`num_steps` points drawn one at a time, each fed back as the next input (one `lax.scan`).
 
@@ -152,7 +152,7 @@ def sample(model: HandwritingModel, params: Any, rng: Array, num_steps: int, *,
     y, carry, diag = model.apply(variables, start, carry, return_diagnostics=True)
     if prime is not None:
         out["prime_weight_change"] = {k: v["weight_change"] for k, v in diag.items()}
-    last = lambda a: a[:, -1]  # noqa: E731
+    last = lambda a: a[:, -1]
     state = (carry, last(y), {k: last(v["weight_change"]) for k, v in diag.items()})
 
     def step(state, key):

@@ -77,7 +77,7 @@ def split_outputs(outputs: Array, num_mixtures: int, *, min_log_sigma: float = D
     if not 0.0 < max_rho < 1.0:
         raise ValueError(f"max_rho must be in (0, 1), got {max_rho}")
     y = outputs.astype(jnp.promote_types(outputs.dtype, jnp.float32))
-    part = lambda k: y[..., 1 + k * m:1 + (k + 1) * m]  # noqa: E731
+    part = lambda k: y[..., 1 + k * m:1 + (k + 1) * m]
     max_pre = math.atanh(max_rho)
     rho_pre = jnp.clip(part(5), -max_pre, max_pre)
     a = jnp.abs(rho_pre)
@@ -143,7 +143,7 @@ def sample(rng: Array, mix: Mixture, temperature: float | Array = 1.0, bias: flo
     mix = adjust(mix, temperature, bias)
     k_pi, k_z, k_eos = jax.random.split(rng, 3)
     j = jax.random.categorical(k_pi, mix.pi_logits, axis=-1)
-    pick = lambda a: jnp.take_along_axis(a, j[..., None], axis=-1)[..., 0]  # noqa: E731
+    pick = lambda a: jnp.take_along_axis(a, j[..., None], axis=-1)[..., 0]
     mu_x, mu_y, rho = pick(mix.mu_x), pick(mix.mu_y), pick(mix.rho)
     s_x, s_y = jnp.exp(pick(mix.log_sigma_x)), jnp.exp(pick(mix.log_sigma_y))
     z = jax.random.normal(k_z, mu_x.shape + (2,), mu_x.dtype)

@@ -2,7 +2,6 @@
 synthetic lines): the loss falls, evaluation reads every line whole (equal to line-by-line), shapes without data."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,6 +1,7 @@
 """experiments/data/strokes.py: npz loader, IAM-OnDB XML builder on files the tests write, normalisation,
 augmentation and the packed streams (every line read once, whole); the shared UNIPEN file when present."""
 
+import itertools
 import os
 import tarfile
 
@@ -105,7 +106,7 @@ def test_eval_streams_read_every_line_once_whole():
   found = set()
   for inputs, targets, reset in _collect(ev, batches).values():
     starts = list(np.flatnonzero(reset)) + [len(reset)]
-    for a, e in zip(starts[:-1], starts[1:]):
+    for a, e in itertools.pairwise(starts):
       # Find the line by its content and check it is there whole: inputs = points[:-1], targets = [1:].
       n = e - a + 1
       cands = [i for i in range(len(lengths)) if lengths[i] == n and i not in found]

@@ -31,9 +31,10 @@ import functools
 import heapq
 import os
 import tarfile
-import xml.etree.ElementTree as ElementTree
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -425,11 +426,11 @@ def _builders() -> dict[str, Any]:
     """IAM On-Line Handwriting Database text lines as stroke-3 offsets (Liwicki & Bunke 2005)."""
     name = 'iam_ondb'
     VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    RELEASE_NOTES = {'1.0.0': 'Initial release.'}  # noqa: RUF012 (tfds convention)
     MANUAL_DOWNLOAD_INSTRUCTIONS = (f'Register at {IAM_URL}; put {IAM_ARCHIVE} (or its extracted '
                                     f'{IAM_FOLDER}/ folder) and the task lists {", ".join(IAM_LISTS)} '
                                     f'in the manual dir.')
-    BUILDER_CONFIGS = [IamOnDbConfig(name='graves2013'),
+    BUILDER_CONFIGS = [IamOnDbConfig(name='graves2013'),  # noqa: RUF012 (tfds convention)
                        IamOnDbConfig(name='standard', split_lists='standard')]
 
     def _info(self):
