@@ -224,3 +224,41 @@ def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process
               load_data: bool = True) -> HandwritingTask:
   """The task the trainer loads by name (`config.task = 'handwriting'`)."""
   return HandwritingTask(config, process_index, process_count, load_data=load_data)
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Stopgap until the trainer loads tasks by name: `python -m experiments.tasks.handwriting
+  --variant=cpu_hyperlstm256 --steps=300 --workdir=DIR` trains with `experiments.trainer.Runner` (no
+  checkpoints, no evaluation) and writes the sample and Figure 7 pictures into DIR."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  from configs import handwriting as configs  # pylint: disable=g-import-not-at-top
+  from experiments import trainer  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+  parser.add_argument('--variant', default='tiny')
+  parser.add_argument('--steps', type=int, default=30)
+  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--sample_length', type=int, default=0)
+  args = parser.parse_args(argv)
+  config = configs.get_config(args.variant)
+  if args.sample_length:
+    config.sample.length = args.sample_length
+  config.plots.weight_change = True
+  task = make_task(config)
+  runner = trainer.Runner(config, task)
+  state = runner.init()
+  start = time.time()
+  for step in range(args.steps):
+    state, metrics = runner.train_step(state, trainer.global_batch(task.train_batch(step), runner.mesh))
+    if (step + 1) % max(1, args.steps // 10) == 0:
+      print(f'step {step + 1}: loss {float(metrics["loss"]):.4f} nats/point  '
+            f'{(step + 1) * task.units_per_step / (time.time() - start):,.0f} points/s', flush=True)
+  for path in task.write_artifacts(jax.device_get(state['params']), jax.device_get(state['model_state']),
+                                   args.workdir):
+    print(f'wrote {path}')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
