@@ -113,8 +113,8 @@ def negative_log_likelihood(outputs: Array, targets: Array, mask: Array | None =
     """-log p per point in nats (eq. 26), zero where `mask` is 0 (padding): [...] float32.
 
     A line's loss (Table 5's figure, averaged over lines) is the sum of this over its points;
-    `jnp.where` rather than a product keeps padded positions' values (whatever they are) out of the
-    gradient.
+    `jnp.where` rather than a product: padded positions give exactly 0 and no gradient, whatever finite
+    values they hold.
     """
     nll = -log_prob(split_outputs(outputs, num_mixtures, min_log_sigma=min_log_sigma, max_rho=max_rho),
                     targets)
