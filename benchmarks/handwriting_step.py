@@ -1,4 +1,4 @@
-"""Points per second of the handwriting training step (model + mixture loss + clipped Adam), per cell and length.
+"""Points/s of the handwriting training step (model + mixture loss + clipped Adam), per cell and length.
 
 `python -m benchmarks.handwriting_step --size=cpu --lengths=100,400,1600` prints, for each cell (LSTM,
 LN LSTM, HyperLSTM, LN HyperLSTM) and window length T, the median time of a jitted training step on a

@@ -23,7 +23,7 @@ from configs import common
 def _cell(name: str, features: int, *, hyper_features: int = 128, embedding_size: int = 4,
           recurrent_dropout: float = 0.0) -> ml_collections.ConfigDict:
   cell = ml_collections.ConfigDict()
-  cell.name = name  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' (experiments/tasks/handwriting.py make_cell).
+  cell.name = name  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' (tasks/handwriting.py make_cell).
   cell.features = features  # Units of the main LSTM (N_h).
   if 'hyper' in name:
     cell.hyper_features = hyper_features  # Units of the hypernetwork's LSTM (N_hat_h); ours: 128 as A.3.3.
@@ -45,7 +45,7 @@ def handwriting(config: ml_collections.ConfigDict, *, cell: ml_collections.Confi
   m.max_rho = 0.9999  # Bound of |ρ| (numerical safety, hyper/mdn.py).
 
   d = config.data
-  d.name = data  # 'iam_ondb' (TFDS, manual files), 'unipen_lines' / 'omniglot' (npz), 'synthetic', or a .npz path.
+  d.name = data  # 'iam_ondb' (TFDS), 'unipen_lines' / 'omniglot' (npz), 'synthetic', or a .npz path.
   d.manual_dir = ''  # Folder with the official files ('' = $HYPER_DATA_DIR/strokes for the npz sets).
   d.data_dir = ''  # TFDS data_dir ('' = the tfds default).
   d.split_lists = 'graves2013'  # IAM-OnDB: which task lists make train/valid (strokes.IAM_SPLIT_LISTS).

@@ -175,7 +175,8 @@ def write_animation(points: np.ndarray, weight_change: np.ndarray, path: str, *,
 def main(argv: list[str] | None = None) -> int:
   """Draws one real line of a stroke-3 npz as SVG and PNG."""
   parser = argparse.ArgumentParser(description=main.__doc__)
-  parser.add_argument('--npz', required=True, help='stroke-3 npz (e.g. ../shared/data/strokes/unipen_lines.npz)')
+  parser.add_argument('--npz', required=True,
+                      help='stroke-3 npz (e.g. ../shared/data/strokes/unipen_lines.npz)')
   parser.add_argument('--split', default='valid')
   parser.add_argument('--line', type=int, default=0)
   parser.add_argument('--out', required=True, help='output prefix (writes <out>.svg and <out>.png)')

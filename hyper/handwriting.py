@@ -1,4 +1,4 @@
-"""Handwriting model of section 4.3 (Graves 2013, section 4): pen offsets -> recurrent cells -> mixture density.
+"""Handwriting model of section 4.3 (Graves 2013, section 4): pen offsets -> cells -> mixture density.
 
 The model reads stroke-3 points x_t = (Δx, Δy, end-of-stroke) and outputs, at every step, the 6M + 1
 parameters of the distribution of x_{t+1} (`hyper.mdn`, eq. 18-25). The recurrent layers are any cell of

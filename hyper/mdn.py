@@ -70,10 +70,11 @@ class Mixture(NamedTuple):
 
 def split_outputs(outputs: Array, num_mixtures: int, *, min_log_sigma: float = DEFAULT_MIN_LOG_SIGMA,
                   max_rho: float = DEFAULT_MAX_RHO) -> Mixture:
-    """Network outputs [..., 6M + 1] (ordered ê, π̂, μ̂x, μ̂y, σ̂x, σ̂y, ρ̂) -> `Mixture` (eq. 18-22), float32."""
+    """Outputs [..., 6M + 1] (ordered ê, π̂, μ̂x, μ̂y, σ̂x, σ̂y, ρ̂) -> `Mixture` (eq. 18-22), float32."""
     m = num_mixtures
     if outputs.shape[-1] != num_outputs(m):
-        raise ValueError(f"a mixture of {m} components needs {num_outputs(m)} outputs, got {outputs.shape[-1]}")
+        raise ValueError(f"a mixture of {m} components needs {num_outputs(m)} outputs, "
+                         f"got {outputs.shape[-1]}")
     if not 0.0 < max_rho < 1.0:
         raise ValueError(f"max_rho must be in (0, 1), got {max_rho}")
     y = outputs.astype(jnp.promote_types(outputs.dtype, jnp.float32))

@@ -1,5 +1,5 @@
 """experiments/tasks/handwriting.py and configs/handwriting.py: the task on the trainer's Runner (tiny config,
-synthetic lines): the loss falls, evaluation reads every line whole (equal to line-by-line), shapes without data."""
+synthetic lines): the loss falls, evaluation reads every line whole (= line by line), shapes without data."""
 
 import jax
 import numpy as np

@@ -378,7 +378,8 @@ def read_iam_ondb(folder: str | None, split_lists: str = 'graves2013',
   counts: '<split>_lines' kept and '<split>_short' dropped (under min_length points) per split.
   """
   if split_lists not in IAM_SPLIT_LISTS:
-    raise DataError(f'unknown IAM-OnDB split assignment {split_lists!r}; use one of {", ".join(IAM_SPLIT_LISTS)}')
+    raise DataError(f'unknown IAM-OnDB split assignment {split_lists!r}; '
+                    f'use one of {", ".join(IAM_SPLIT_LISTS)}')
   if not folder or not os.path.isdir(folder):
     raise DataError(f'iam_ondb: manual dir {folder!r} does not exist; put {IAM_ARCHIVE} and '
                     f'{", ".join(IAM_LISTS)} from {IAM_URL} in a folder and pass it as manual_dir')
@@ -466,7 +467,8 @@ def prepare_iam_ondb(manual_dir: str | None, data_dir: str | None = None, split_
   import tensorflow_datasets as tfds
   builders = _builders()
   if split_lists not in IAM_SPLIT_LISTS:
-    raise DataError(f'unknown IAM-OnDB split assignment {split_lists!r}; use one of {", ".join(IAM_SPLIT_LISTS)}')
+    raise DataError(f'unknown IAM-OnDB split assignment {split_lists!r}; '
+                    f'use one of {", ".join(IAM_SPLIT_LISTS)}')
   if min_length == 300:  # the registered configs: the paper's filter
     config = split_lists
   else:

@@ -1,4 +1,4 @@
-"""Handwriting generation (paper section 4.3, Table 5; Graves 2013 section 4): `hyper.handwriting` on pen lines.
+"""Handwriting generation (section 4.3, Table 5; Graves 2013 section 4): `hyper.handwriting` on pen lines.
 
 Training reads `batch_size` streams of whole lines laid end to end (`experiments.data.strokes.PackedStreams`),
 `data.window` points at a time, carrying the recurrent state from one window to the next and resetting it
