@@ -308,6 +308,8 @@ def _run(trainer, mode: str, config, workdir: str, record: dict, run_length: dic
 
 def main(argv: list[str]) -> None:
   sys.unraisablehook = _log_unraisable
+  if not flags.FLAGS['verbosity'].present:  # Orbax logs every save and restore at INFO (-v=0 shows them).
+    logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     _fail(
       f'unexpected arguments {" ".join(argv[1:])!r}; flags are --name=value '

@@ -199,8 +199,13 @@ class HandwritingTask(TaskBase):
     return {'points': points, 'weight_change': change,
             'prime': None if prime is None else normalizer.denormalize(np.asarray(prime, np.float64))}
 
-  def write_artifacts(self, params, model_state, workdir: str) -> list[str]:
-    """sample.svg / sample.png, and the Figure 7 picture and the animation when plots.weight_change."""
+  def write_artifacts(self, params, model_state, workdir) -> dict[str, str]:
+    """sample.svg / sample.png, and the Figure 7 picture and the animation when plots.weight_change.
+
+    Returns {file name: path} (the trainer shows the PNGs in TensorBoard)."""
+    return {os.path.basename(str(p)): str(p) for p in self._write_figures(params, model_state, workdir)}
+
+  def _write_figures(self, params, model_state, workdir) -> list[str]:
     from experiments import handwriting_figures as figures  # pylint: disable=g-import-not-at-top
     if self.config.sample.length <= 0:
       return []
@@ -214,10 +219,10 @@ class HandwritingTask(TaskBase):
                                          os.path.join(workdir, 'figure7.gif'))
     return written
 
-  def sample(self, params, model_state, rng, workdir: str) -> list[str]:
-    """--mode=sample: the artifacts of a checkpoint (the harness's optional task method)."""
+  def sample(self, params, model_state, rng, workdir) -> str:
+    """--mode=sample: writes the artifacts of a checkpoint and names them."""
     del rng
-    return self.write_artifacts(params, model_state, workdir)
+    return 'wrote ' + ', '.join(self._write_figures(params, model_state, workdir))
 
 
 def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
