@@ -127,8 +127,10 @@ def _modulated_gate_tangent(z, w, main_h, main_x, tz, tw, t_main_h, t_main_x, t_
     # (dz = (g ⊙ [W_h h, W_x x, 1]) W^T, dW = z^T (g ⊙ ...)), and forward mode still works.
     d_h = _embed_unrolled(z[:, 0], w[0])
     d_x = _embed_unrolled(z[:, 1], w[1])
-    dd = jnp.einsum("bkn,knh->bkh", tz, w) + jnp.einsum("bkn,knh->bkh", z, tw)  # tangent of (d_h, d_x, d_b)
-    return dd[:, 0] * main_h + dd[:, 1] * main_x + dd[:, 2] + d_h * t_main_h + d_x * t_main_x + t_bias
+    # Tangents of d_h, d_x, d_b, each [B, units] straight from the tiny z and w (no slice of a stacked
+    # [B, 3, units] array: its transpose would pad and add full-size arrays).
+    t_h, t_x, t_b = (tz[:, k] @ w[k] + z[:, k] @ tw[k] for k in range(3))
+    return t_h * main_h + t_x * main_x + t_b + d_h * t_main_h + d_x * t_main_x + t_bias
 
 
 @modulated_gate.defjvp
