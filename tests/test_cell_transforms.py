@@ -213,7 +213,7 @@ def test_init_returns_params_only_and_diagnostics_are_opt_in(name):
     variables = cell.init(jax.random.key(0), carry, x)
     assert set(variables) == {"params"}
     params = nn.meta.unbox(variables["params"])
-    _, state = cell.apply({"params": params}, carry, x, mutable=True)
+    _, state = cell.apply({"params": params}, carry, x, mutable=["diagnostics"])
     assert state == {}
     _, state = CELLS[name](diagnostics=True).apply({"params": params}, carry, x, mutable=["diagnostics"])
     diag = {k: v[0] for k, v in state["diagnostics"].items()}
