@@ -9,7 +9,8 @@ cell (`impl='fast'` and `impl='reference'`, see `hyper.cells`) can be timed. For
 tokens/s (median of --steps timed runs after one warm-up run; the cells' runs are
 interleaved, one of each per round, so the ratios compare like with like), compile time, the
 compiled step's memory (XLA memory_analysis: arguments + outputs + temporaries) and the growth of the
-process's max RSS. Then, per form, the ratio HyperLSTM / LSTM tokens/s, and the GFLOP/s of the HyperLSTM step's
+process's max RSS. Then, per form, the ratio HyperLSTM / LSTM tokens/s, and the GFLOP/s of the HyperLSTM
+step's
 matrix work (analytic count: every matmul of the forward pass, x3 for forward + backward) against a lone
 jitted [B, H] x [H, 4H] matmul. Not a test: it prints numbers.
 """
@@ -103,7 +104,8 @@ def prepare_cell(cell: str, impl: str, s: dict) -> dict:
     if mem is not None:
         mem_mb = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes) / 2**20
     jax.block_until_ready(compiled(params))  # warm-up
-    return dict(cell=cell, impl=impl, key=f"{cell}/{impl}", run=lambda: jax.block_until_ready(compiled(params)), compile_s=compile_s,
+    return dict(cell=cell, impl=impl, key=f"{cell}/{impl}",
+                run=lambda: jax.block_until_ready(compiled(params)), compile_s=compile_s,
                 xla_memory_mb=mem_mb, rss_growth_mb=max_rss_mb() - rss0)
 
 

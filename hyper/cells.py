@@ -1,4 +1,4 @@
-"""Recurrent cells of the paper: LSTM, layer-norm LSTM, the HyperLSTM (appendix A.2.2), the HyperRNN (eq. 4-8).
+"""Recurrent cells of the paper: LSTM, LN LSTM, the HyperLSTM (appendix A.2.2), the HyperRNN (eq. 4-8).
 
 This module is the paper's equations, one line each. The same cells also have a fast form
 (`hyper.cells_fast`: per-gate layout, rematerialisation, a custom JVP for eq. 8), chosen by one attribute,
@@ -211,8 +211,8 @@ class _CellBase(nn.RNNCellBase):
             return None
         det = deterministic if deterministic is not None else self.deterministic  # the call's wins
         if det is None:
-            raise ValueError(f"{type(self).__name__} has recurrent dropout {rate}: pass deterministic=True or "
-                             "False to the call (or set the cell's `deterministic` attribute)")
+            raise ValueError(f"{type(self).__name__} has recurrent dropout {rate}: pass deterministic=True "
+                             "or False to the call (or set the cell's `deterministic` attribute)")
         if det:
             return None
         if not self.has_rng("dropout"):
@@ -281,8 +281,8 @@ class LSTMCell(_CellBase):
         h, pd = self.features, self.param_dtype
         self.input_proj = InputProjection(NUM_GATES * h, self.vocab_size, per_gate_orthogonal(),
                                           ("embed", "gates"), self.dtype, pd)  # W_x
-        self.recurrent_kernel = self.param("recurrent_kernel", _named(per_gate_orthogonal(), "embed", "gates"),
-                                           (h, NUM_GATES * h), pd)  # W_h
+        self.recurrent_kernel = self.param(  # W_h
+            "recurrent_kernel", _named(per_gate_orthogonal(), "embed", "gates"), (h, NUM_GATES * h), pd)
         if self.layer_norm:
             # LN's own bias replaces b (as in the reference LayerNormLSTMCell; Table 4's 14.82M needs this).
             self.ln_gates_scale = self.param("ln_gates_scale", nn.initializers.ones, (NUM_GATES, h), pd)
@@ -309,7 +309,7 @@ class LSTMCell(_CellBase):
         return (new_c, new_h), tanh_c
 
     def step(self, carry, projected: Array, deterministic: Optional[bool] = None, diagnostics: bool = False):
-        """One step from W_x x_t (`project_inputs`): (new carry, h_t, diagnostics dict, empty unless asked)."""
+        """One step from W_x x_t (`project_inputs`): (new carry, h_t, diagnostics: {} unless asked)."""
         mask = self._dropout_mask(self.recurrent_dropout, carry[0].shape, deterministic)
         if self.impl == "fast":
             new_carry, tanh_c = cells_fast.lstm_step(self, carry, projected, mask, LN_EPSILON)
@@ -523,7 +523,8 @@ class HyperLSTMCell(_CellBase):
         hyper_mask = self._dropout_mask(self.hyper_recurrent_dropout, c_hat.shape, deterministic)
         mask = self._dropout_mask(self.recurrent_dropout, c.shape, deterministic)
         if self.impl == "fast":
-            new_carry, tanh_c = cells_fast.hyperlstm_step(self, carry, projected, hyper_mask, mask, LN_EPSILON)
+            new_carry, tanh_c = cells_fast.hyperlstm_step(self, carry, projected, hyper_mask, mask,
+                                                          LN_EPSILON)
         else:
             new_carry, tanh_c = self._equations(carry, projected, hyper_mask, mask)
         new_h = new_carry[0][1]
@@ -536,7 +537,8 @@ class HyperLSTMCell(_CellBase):
             W_x = self.input_proj.variables["params"]["kernel"]
             W_h = self.recurrent_kernel[:, :NUM_GATES * self.features]
             diag = {"weight_change": _scaled_weight_change(d_h_new - d_h_old, W_h, NUM_GATES),
-                    "weight_change_x": _scaled_weight_change(d_x_new - d_x_old, nn.meta.unbox(W_x), NUM_GATES),
+                    "weight_change_x": _scaled_weight_change(d_x_new - d_x_old, nn.meta.unbox(W_x),
+                                                             NUM_GATES),
                     "tanh_c": tanh_c}
         return new_carry, out, diag
 
@@ -609,13 +611,15 @@ class HyperRNNCell(_CellBase):
         if self.weights == "scaled":
             ortho = nn.initializers.orthogonal()
             self.input_proj = InputProjection(H, self.vocab_size, ortho, ("embed", "gates"), self.dtype, pd)
-            self.recurrent_kernel = self.param("recurrent_kernel", _named(ortho, "embed", "gates"), (H, H), pd)
+            self.recurrent_kernel = self.param("recurrent_kernel", _named(ortho, "embed", "gates"), (H, H),
+                                               pd)
             scale_init = _named(nn.initializers.constant(0.1 / nz), "nz", "gates")
             self.scale_h = self.param("scale_h", scale_init, (nz, H), pd)
             self.scale_x = self.param("scale_x", scale_init, (nz, H), pd)
         else:
             full = per_gate_orthogonal(nz, 0.1 / np.sqrt(nz))
-            self.input_proj = InputProjection(nz * H, self.vocab_size, full, ("embed", "gates"), self.dtype, pd)
+            self.input_proj = InputProjection(nz * H, self.vocab_size, full, ("embed", "gates"), self.dtype,
+                                              pd)
             self.recurrent_kernel = self.param("recurrent_kernel", _named(full, "embed", "gates"),
                                                (H, nz * H), pd)
         self.bias = self.param("bias", nn.initializers.zeros, (H,), pd)  # b_0

@@ -1,4 +1,4 @@
-"""Cells against an independent NumPy implementation of the paper's equations, init facts, transforms, nn.RNN."""
+"""Cells vs an independent NumPy implementation of the paper's equations; init facts, transforms, nn.RNN."""
 
 import jax
 import jax.numpy as jnp
