@@ -255,7 +255,7 @@ class LSTMCell(_CellBase):
       deterministic: no dropout when True; may instead be passed to the call. With recurrent_dropout > 0
         one of the two must be given, and deterministic=False needs a 'dropout' rng (errors otherwise).
         Inside `flax.linen.RNN` (which calls the cell without `deterministic`) set it here and give the RNN
-        `split_rngs={'params': False, 'dropout': True}` (otherwise one mask is reused at every step).
+        `split_rngs={'params': False, 'dropout': True}` (without it the cell sees no 'dropout' rng).
       diagnostics: `__call__` sows the per-step diagnostics (`weight_change`, `weight_change_x`, zero for
         a fixed-weight cell, and `tanh_c`) into the 'diagnostics' collection; off by default (no cost).
         Inside `flax.linen.RNN` add `variable_axes={'diagnostics': 1}` and `mutable=['diagnostics']`.

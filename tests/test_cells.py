@@ -289,7 +289,8 @@ def test_nn_rnn_recurrent_dropout_and_diagnostics():
     cell = LSTMCell(16, recurrent_dropout=0.5, forget_bias=-30.0, deterministic=False)
     x = jnp.ones((B, T, D))
     rnn = nn.RNN(cell, split_rngs={"params": False, "dropout": True}, variable_axes={"diagnostics": 1})
-    params = mask_revealing_params(rnn.init(jax.random.key(0), x)["params"]["cell"], 16)
+    keys = {"params": jax.random.key(0), "dropout": jax.random.key(0)}  # deterministic=False: dropout at init
+    params = mask_revealing_params(nn.meta.unbox(rnn.init(keys, x)["params"]["cell"]), 16)
     variables = {"params": {"cell": params}}
     with pytest.raises(ValueError, match="no 'dropout' rng"):  # asked for dropout, gave no rng
         rnn.apply(variables, x)
@@ -301,13 +302,13 @@ def test_nn_rnn_recurrent_dropout_and_diagnostics():
     assert np.all(np.isclose(out, 0.0, atol=1e-4) | np.isclose(out, np.tanh(2.0), atol=1e-4))
     assert 0.3 < kept.mean() < 0.7
     assert (kept[:, 0] != kept[:, 1]).any(), "a new mask at every step"
-    # Without split_rngs for 'dropout' the same mask is reused at every step (the silent default).
-    same = nn.RNN(cell).apply(variables, x, rngs={"dropout": jax.random.key(1)})
-    assert (np.asarray(same)[:, 0] == np.asarray(same)[:, 1]).all()
+    # Without split_rngs for 'dropout' the scanned cell sees no 'dropout' rng: an error, not a silent no-op.
+    with pytest.raises(ValueError, match="no 'dropout' rng"):
+        nn.RNN(cell).apply(variables, x, rngs={"dropout": jax.random.key(1)})
 
     hcell = HyperLSTMCell(8, hyper_features=HH, embedding_size=NZ, recurrent_dropout=0.5, deterministic=False)
     hrnn = nn.RNN(hcell, split_rngs={"params": False, "dropout": True}, variable_axes={"diagnostics": 1})
-    hparams = hrnn.init(jax.random.key(0), x)["params"]
+    hparams = nn.meta.unbox(hrnn.init(keys, x)["params"])
     a = hrnn.apply({"params": hparams}, x, rngs={"dropout": jax.random.key(1)})
     b = nn.RNN(hcell.clone(deterministic=True)).apply({"params": hparams}, x)
     assert float(jnp.abs(a - b).max()) > 1e-3
