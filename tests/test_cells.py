@@ -1,4 +1,4 @@
-"""Cells against an independent NumPy implementation of the paper's equations, init facts, transforms, nn.RNN."""
+"""Cells vs an independent NumPy implementation of the paper's equations; init facts, transforms, nn.RNN."""
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,7 @@ def np_hyperlstm(p, x, carry, layer_norm, hyper_output):
         z_b = h_hat @ p["z_b_kernel"][:, g, :]
         d_h = z_h @ p["scale_h"][g]
         d_x = z_x @ p["scale_x"][g]
-        b = z_b @ p["bias_z"][g] + p["bias"][cols]
+        b = z_b @ p["bias_projection"][g] + p["bias"][cols]
         a = d_h * (h @ p["recurrent_kernel"][:, cols]) + d_x * (x @ p["input_proj"]["kernel"][:, cols]) + b
         if layer_norm:
             a = np_layer_norm(a, p["ln_gates_scale"][g], p["ln_gates_bias"][g])
@@ -86,7 +86,7 @@ def np_hyperrnn(p, x, carry, hyper_output):
     z_x = h_hat @ p["z_x_kernel"] + p["z_x_bias"]
     z_b = h_hat @ p["z_b_kernel"]
     pre = ((z_h @ p["scale_h"]) * (h @ p["recurrent_kernel"]) + (z_x @ p["scale_x"])
-           * (x @ p["input_proj"]["kernel"]) + z_b @ p["bias_z"] + p["bias"])
+           * (x @ p["input_proj"]["kernel"]) + z_b @ p["bias_projection"] + p["bias"])
     return (np.tanh(pre), new_hh)
 
 
@@ -112,7 +112,7 @@ def run_step(cell, params, carry, x):
 def init_cell(cell, seed=0):
     x = jnp.zeros((B, D))
     carry = cell.initialize_carry(jax.random.key(0), x.shape)
-    return cell.init(jax.random.key(seed), carry, x)["params"], carry
+    return nn.meta.unbox(cell.init(jax.random.key(seed), carry, x)["params"]), carry
 
 
 # ------------------------------------------------------------------ equations
@@ -233,7 +233,7 @@ def test_gradients_match_finite_differences(layer_norm):
                              param_dtype=jnp.float64)
         x = jnp.asarray(np.random.default_rng(5).normal(size=(2, 3)))
         carry = jax.tree.map(lambda a: a.astype(jnp.float64), cell.initialize_carry(None, x.shape))
-        params = cell.init(jax.random.key(0), carry, x)["params"]
+        params = nn.meta.unbox(cell.init(jax.random.key(0), carry, x)["params"])
         params = jax.tree.map(jnp.asarray, perturbed(params, std=0.2))
 
         @jax.jit
@@ -289,27 +289,32 @@ def test_nn_rnn_recurrent_dropout_and_diagnostics():
     cell = LSTMCell(16, recurrent_dropout=0.5, forget_bias=-30.0, deterministic=False)
     x = jnp.ones((B, T, D))
     rnn = nn.RNN(cell, split_rngs={"params": False, "dropout": True}, variable_axes={"diagnostics": 1})
-    params = mask_revealing_params(rnn.init(jax.random.key(0), x)["params"]["cell"], 16)
+    keys = {"params": jax.random.key(0), "dropout": jax.random.key(0)}  # deterministic=False: dropout at init
+    params = mask_revealing_params(nn.meta.unbox(rnn.init(keys, x)["params"]["cell"]), 16)
     variables = {"params": {"cell": params}}
-    clean = rnn.apply(variables, x)
-    np.testing.assert_allclose(clean, np.tanh(1.0), atol=1e-5)  # no rng: no dropout
+    with pytest.raises(ValueError, match="no 'dropout' rng"):  # asked for dropout, gave no rng
+        rnn.apply(variables, x)
+    clean = nn.RNN(cell.clone(deterministic=True)).apply(variables, x)
+    np.testing.assert_allclose(clean, np.tanh(1.0), atol=1e-5)
     out = rnn.apply(variables, x, rngs={"dropout": jax.random.key(1)})
     kept = np.asarray(out) > 0.5  # kept units are tanh(2) ≈ 0.96, dropped ones 0
     out = np.asarray(out)
     assert np.all(np.isclose(out, 0.0, atol=1e-4) | np.isclose(out, np.tanh(2.0), atol=1e-4))
     assert 0.3 < kept.mean() < 0.7
     assert (kept[:, 0] != kept[:, 1]).any(), "a new mask at every step"
-    # Without split_rngs for 'dropout' the same mask is reused at every step (the silent default).
-    same = nn.RNN(cell).apply(variables, x, rngs={"dropout": jax.random.key(1)})
-    assert (np.asarray(same)[:, 0] == np.asarray(same)[:, 1]).all()
+    # Without split_rngs for 'dropout' the scanned cell sees no 'dropout' rng: an error, not a silent no-op.
+    with pytest.raises(ValueError, match="no 'dropout' rng"):
+        nn.RNN(cell).apply(variables, x, rngs={"dropout": jax.random.key(1)})
 
     hcell = HyperLSTMCell(8, hyper_features=HH, embedding_size=NZ, recurrent_dropout=0.5, deterministic=False)
     hrnn = nn.RNN(hcell, split_rngs={"params": False, "dropout": True}, variable_axes={"diagnostics": 1})
-    hparams = hrnn.init(jax.random.key(0), x)["params"]
+    hparams = nn.meta.unbox(hrnn.init(keys, x)["params"])
     a = hrnn.apply({"params": hparams}, x, rngs={"dropout": jax.random.key(1)})
-    b = hrnn.apply({"params": hparams}, x)
+    b = nn.RNN(hcell.clone(deterministic=True)).apply({"params": hparams}, x)
     assert float(jnp.abs(a - b).max()) > 1e-3
-    hparams = jax.tree.map(lambda t: jnp.asarray(t, jnp.float32), perturbed(hparams))
+    hparams = jax.tree.map(lambda t: jnp.asarray(t, jnp.float32), perturbed(nn.meta.unbox(hparams)))
+    hcell = hcell.clone(deterministic=True, diagnostics=True)
+    hrnn = nn.RNN(hcell, variable_axes={"diagnostics": 1})
     out, state = hrnn.apply({"params": hparams}, x, mutable=["diagnostics"])
     diag = state["diagnostics"]["cell"]
     (wc,) = diag["weight_change"]
@@ -322,10 +327,11 @@ def test_nn_rnn_recurrent_dropout_and_diagnostics():
 
 
 @pytest.mark.parametrize("nz", [3, 20])  # unrolled multiply-adds (small N_z) and the reduction (large N_z)
-def test_modulated_preactivation_custom_vjp_matches_autodiff(nz):
-    """The hand-written backward pass (it regenerates d_h, d_x from z) equals autodiff of eq. 8's formula,
-    for the 4 gates given as separate arrays (two leading axes, as inside `nn.RNN` over a batch grid)."""
-    from hyper.cells import _modulated_preactivation
+def test_modulated_preactivation_custom_jvp_matches_autodiff(nz):
+    """The fast eq. 8 (custom JVP with a rematerialised tangent; reverse mode transposes it) equals autodiff
+    of eq. 8's formula in reverse and forward mode, for the 4 gates given as separate arrays (two leading
+    axes, as inside `nn.RNN` over a batch grid)."""
+    from hyper.cells_fast import _modulated_preactivation
     rng = np.random.default_rng(11)
     lead, units = (2, 3), 7
     f32 = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
@@ -342,6 +348,9 @@ def test_modulated_preactivation_custom_vjp_matches_autodiff(nz):
     cot = tuple(f32(*lead, units) for _ in range(4))
     for a, r in zip(_modulated_preactivation(*args), plain(*args)):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
+    tangents = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), args)
+    for a, r in zip(jax.jvp(_modulated_preactivation, args, tangents)[1], jax.jvp(plain, args, tangents)[1]):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
     ours = jax.vjp(_modulated_preactivation, *args)[1](cot)
     ref = jax.vjp(plain, *args)[1](cot)
     for name, a, r in zip(("z", "w", "main_h", "main_x", "bias"), ours, ref):
@@ -355,7 +364,7 @@ def test_rematerialised_gate_update_matches_stored(layer_norm, dropout):
     """`_gate_update_remat` (recomputes the gates in the backward pass) gives the same values and the same
     gradients for every argument as `_gate_update`, with the modulated pre-activation, layer norm and a
     recurrent-dropout mask."""
-    from hyper.cells import _gate_update, _gate_update_remat, _modulated_preactivation
+    from hyper.cells_fast import _gate_update, _gate_update_remat, _modulated_preactivation
     rng = np.random.default_rng(12)
     b, units, nz = 3, 6, 4
     f32 = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
@@ -369,7 +378,7 @@ def test_rematerialised_gate_update_matches_stored(layer_norm, dropout):
 
     def run(update):
         def f(pre_args, c, ln_gates, ln_cell):
-            return update(_modulated_preactivation, pre_args, c, 1.0, mask, ln_gates, ln_cell)
+            return update(_modulated_preactivation, pre_args, c, 1.0, mask, ln_gates, ln_cell, 1e-3)
         out, vjp = jax.vjp(f, pre_args, c, ln_gates, ln_cell)
         return out, vjp(cots)
 

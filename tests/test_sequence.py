@@ -51,7 +51,7 @@ def unrolled(stack, params, x, carry):
 @pytest.fixture(scope="module")
 def stack_and_params():
     stack = make_stack()
-    params = perturbed(jax.jit(stack.init)(jax.random.key(0), inputs())["params"])
+    params = perturbed(nn.meta.unbox(jax.jit(stack.init)(jax.random.key(0), inputs())["params"]))
     return stack, params
 
 
@@ -141,7 +141,7 @@ def test_weight_change_diagnostics_against_explicit_matrices(stack_and_params):
 def test_lstm_stack_has_zero_weight_change_and_runs_bf16():
     stack = RecurrentStack(cell=LayerNormLSTMCell(H), num_layers=1)
     x = inputs(5)
-    params = stack.init(jax.random.key(0), x)["params"]
+    params = nn.meta.unbox(stack.init(jax.random.key(0), x)["params"])
     out, _, diag = stack.apply({"params": params}, x, return_diagnostics=True)
     np.testing.assert_array_equal(diag["layer_0"]["weight_change"], 0.0)
     bf16 = RecurrentStack(cell=LayerNormLSTMCell(H, dtype=jnp.bfloat16), num_layers=1)
@@ -150,7 +150,7 @@ def test_lstm_stack_has_zero_weight_change_and_runs_bf16():
     np.testing.assert_allclose(np.asarray(out16, np.float32), out, atol=0.05)
     # And the cell class used inside is the layer-norm one.
     assert "ln_gates_scale" in params["layer_0"] and "bias" not in params["layer_0"]
-    assert LayerNormLSTMCell.use_layer_norm
+    assert LayerNormLSTMCell.layer_norm
 
 
 def test_char_lm_gather_equals_one_hot_and_sampling_with_diagnostics():
@@ -159,7 +159,7 @@ def test_char_lm_gather_equals_one_hot_and_sampling_with_diagnostics():
     lm = CharLM(vocab_size=vocab, cell=cell, num_layers=1, input_dropout=0.3, output_dropout=0.2)
     tokens = jnp.asarray(np.random.default_rng(6).integers(0, vocab, size=(B, T)), jnp.int32)
     carry0 = CharLM(vocab_size=vocab, cell=cell).initialize_carry(B)  # unbound
-    params = perturbed(lm.init(jax.random.key(0), tokens, carry0)["params"])
+    params = perturbed(nn.meta.unbox(lm.init(jax.random.key(0), tokens, carry0)["params"]))
     logits, carry = lm.apply({"params": params}, tokens, carry0)
     assert logits.shape == (B, T, vocab) and logits.dtype == jnp.float32
     # One-hot float inputs through the same stack parameters give the same outputs as the id gather.
@@ -207,7 +207,7 @@ def test_carry_comes_from_the_cells_own_initialize_carry(kind):
             assert a.shape == b.shape and a.dtype == b.dtype
     # And the stack started from carry=None equals the stack started from that carry.
     tokens = jnp.asarray(np.random.default_rng(7).integers(0, 7, size=(B, T)), jnp.int32)
-    params = perturbed(stack.init(jax.random.key(1), tokens)["params"])
+    params = perturbed(nn.meta.unbox(stack.init(jax.random.key(1), tokens)["params"]))
     out_none, _ = stack.apply({"params": params}, tokens)
     out_given, _ = stack.apply({"params": params}, tokens, carry)
     np.testing.assert_array_equal(out_none, out_given)
@@ -219,7 +219,7 @@ def test_any_flax_cell_runs_in_the_stack_as_in_nn_rnn():
     """Cells as values: flax's own GRUCell (no project_inputs / step) in the stack equals nn.RNN."""
     x = inputs(8)
     stack = RecurrentStack(cell=nn.GRUCell(H), num_layers=1)
-    params = stack.init(jax.random.key(0), x)["params"]
+    params = nn.meta.unbox(stack.init(jax.random.key(0), x)["params"])
     out, (carry,) = stack.apply({"params": params}, x)
     rnn = nn.RNN(nn.GRUCell(H), return_carry=True)
     ref_carry, ref = rnn.apply({"params": {"cell": params["layer_0"]}}, x)
