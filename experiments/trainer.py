@@ -31,7 +31,10 @@ import ml_collections
 import numpy as np
 import optax
 from etils import epath
+from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
+
+from hyper import partitioning
 
 from experiments import checkpoints as ckpt_lib
 from experiments import metrics as metrics_lib
@@ -148,12 +151,23 @@ def _batch_spec(x, mesh: jax.sharding.Mesh) -> P:
   return P()
 
 
+def _is_named(x) -> bool:
+  return isinstance(x, nn.LogicallyPartitioned)
+
+
 def state_shardings(abstract_state: dict, mesh: jax.sharding.Mesh, min_size: int) -> dict:
+  """NamedSharding per state leaf: parameters (and their optimizer moments) by their logical axis names
+  through `hyper.partitioning.DEFAULT_RULES`; unnamed ones by size (`_param_spec`); the carry by batch."""
   named = lambda spec: NamedSharding(mesh, spec)
-  params_rule = lambda x: named(_param_spec(x, mesh, min_size))
+
+  def param_sharding(x):
+    if _is_named(x):  # The box keeps its names; its one leaf becomes the sharding.
+      return x.replace_boxed(named(partitioning.mesh_specs(x, mesh)))
+    return named(_param_spec(x, mesh, min_size))
+
   shardings = {k: jax.tree.map(lambda _: named(P()), v) for k, v in abstract_state.items()}
   for key in ('params', 'opt_state', 'model_state'):
-    shardings[key] = jax.tree.map(params_rule, abstract_state[key])
+    shardings[key] = jax.tree.map(param_sharding, abstract_state[key], is_leaf=_is_named)
   shardings['carry'] = jax.tree.map(lambda x: named(_batch_spec(x, mesh)), abstract_state['carry'])
   return shardings
 

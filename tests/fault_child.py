@@ -104,4 +104,8 @@ def install(faults: dict) -> None:
 if __name__ == '__main__':
   install(json.loads(os.environ.get('HYPER_TEST_FAULTS', '{}')))
   sys.argv[0] = os.path.join(ROOT, 'launch.py')
-  launch.main(sys.argv)
+  import jax  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  jax.config.config_with_absl()  # As launch.py's own entry point.
+  app.run(launch.main, flags_parser=launch.parse_flags)
