@@ -377,7 +377,7 @@ def beam_search(step_fn: StepFn, carry: PyTree, batch_size: int, *, beam_size: i
     has leaves [B*K, ...] (each sentence's start state repeated K times). Hypotheses are ranked by GNMT's
     s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y) (`length_penalty`, `coverage_penalty`; beta > 0 needs the
     attention and `src_mask` [B, S]). At each step the 2K best extensions are split into those ending in
-    EOS (candidates for the K finished slots) and the K best others (the new live beam). A sentence is
+    EOS among the K best (candidates for the K finished slots) and the K best others (the new live beam). A sentence is
     done when its K finished slots are full and the best live hypothesis cannot beat the worst finished
     one even at `max_len` (log P only falls; cp <= 0): the search stops when all are.
 
@@ -430,10 +430,13 @@ def beam_search(step_fn: StepFn, carry: PyTree, batch_size: int, *, beam_size: i
         carry = jax.tree.map(lambda c: c[flat_origin], carry)
 
         # Finished slots: the K best of the old ones and the extensions that ended now.
-        new_fin_score = jnp.where(is_eos & live, top_score, NEG_INF)
+        # Only an EOS among the K best extensions finishes a hypothesis (as fairseq): with K = 1 this is
+        # greedy decoding, which never keeps an EOS that was not its argmax.
+        ends = is_eos & live & (jnp.arange(2 * k) < k)[None, :]
+        new_fin_score = jnp.where(ends, top_score, NEG_INF)
         all_score = jnp.concatenate([jnp.where(s.finished, s.finished_score, NEG_INF), new_fin_score], 1)
         all_seq = jnp.concatenate([s.finished_seq, seqs], axis=1)
-        all_flag = jnp.concatenate([s.finished, is_eos & live], axis=1)
+        all_flag = jnp.concatenate([s.finished, ends], axis=1)
         fin_score, pick = jax.lax.top_k(all_score, k)
         return BeamState(s.i + 1, carry, alive_seq, alive_logp, alive_cov,
                          jnp.take_along_axis(all_seq, pick[:, :, None], axis=1), fin_score,
