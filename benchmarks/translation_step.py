@@ -21,14 +21,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
-import optax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
 
-from configs import translation as translation_config  # noqa: E402
-from experiments.tasks import translation  # noqa: E402
-from hyper import seq2seq  # noqa: E402
+from configs import translation as translation_config
+from experiments.tasks import translation
+from hyper import seq2seq
 
 SIZES = {
     'cpu': dict(variant='cpu_{cell}', batch=64, length=32, beam_batch=16),

@@ -111,7 +111,7 @@ def _cpu(cell: str, data: str = 'tatoeba'):
         config, cell=cell, features=256, hyper_features=64, embedding_size=16, embed_size=256,
         encoder_layers=2, decoder_layers=2, dropout=0.1, data=data, vocab_size=8000,
         buckets=(8, 16, 24, 32, 48) if data == 'tatoeba' else (16, 24, 32, 48, 64),
-        tokens_per_batch=2048, learning_rate=1e-3, num_steps=20_000, eval_every_steps=2000,
+        tokens_per_batch=2048, learning_rate=1e-3, num_steps=8000, eval_every_steps=1000,
         beam_size=4, alpha=0.6, beta=0.0, label_smoothing=0.1)
     config.eval.max_batches = 16  # Valid BLEU on 1024 sentences during training; test: all of it.
   return apply

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from experiments.data.errors import DataError
 
@@ -61,8 +61,8 @@ def sacrebleu_test_set(cache_dir: str, test_set: str = 'wmt14/full',
   import sacrebleu  # pylint: disable=g-import-not-at-top
   from sacrebleu import utils  # pylint: disable=g-import-not-at-top
   if os.path.abspath(utils.SACREBLEU_DIR) != os.path.abspath(cache_dir):
-    raise DataError(f'sacrebleu already reads its cache from {utils.SACREBLEU_DIR}; set $SACREBLEU={cache_dir} '
-                    'before starting')
+    raise DataError(f'sacrebleu already reads its cache from {utils.SACREBLEU_DIR}; '
+                    f'set $SACREBLEU={cache_dir} before starting')
   del sacrebleu
   with open(utils.get_source_file(test_set, langpair), encoding='utf-8') as f:
     sources = [line.rstrip('\n') for line in f]

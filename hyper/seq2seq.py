@@ -1,5 +1,6 @@
-"""GNMT-style encoder-decoder with attention (Wu et al. 2016) whose recurrent layers are any `hyper.cells` cell,
-and its decoders (greedy, beam search with GNMT's length normalisation and coverage penalty).
+"""GNMT-style encoder-decoder with attention (Wu et al. 2016) whose recurrent layers are any
+`hyper.cells` cell, and its decoders (greedy; beam search with GNMT's length normalisation and coverage
+penalty).
 
 The paper's Table 6 replaces GNMT's LSTM cells by layer-norm HyperLSTM cells; here the cell is a value: an
 unbound cell module (e.g. `HyperLSTMCell(features=1024, hyper_features=128, embedding_size=32)`) that
@@ -32,7 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +79,7 @@ def run_cell(cell: nn.Module, inputs: Array, valid: Array, carry: PyTree, determ
 
 
 def reverse_padded(x: Array, lengths: Array) -> Array:
-    """Reverse each row's first lengths[b] steps along axis 1, leaving the padding in place (an involution)."""
+    """Reverses each row's first lengths[b] steps (axis 1), padding left in place (an involution)."""
     t = jnp.arange(x.shape[1])[None, :]
     index = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [B, T]
     index = index.reshape(index.shape + (1,) * (x.ndim - 2))
@@ -148,7 +150,7 @@ class Encoder(nn.Module):
     def __call__(self, x: Array, lengths: Array, deterministic: bool = True) -> Array:
         batch, steps = x.shape[0], x.shape[1]
         valid = jnp.arange(steps)[None, :] < lengths[:, None]  # [B, S]
-        zero = lambda d: self.cell.initialize_carry(jax.random.key(0), (batch, d))  # noqa: E731
+        zero = lambda d: self.cell.initialize_carry(jax.random.key(0), (batch, d))
         drop = nn.Dropout(self.dropout)
         x = drop(x, deterministic=deterministic)
         _, fwd = run_cell(_cell_copy(self.cell, "fwd_0"), x, valid, zero(x.shape[-1]), deterministic)
@@ -244,7 +246,7 @@ class Seq2Seq(nn.Module):
     decoder_layers: int = 8
     residual_start: int = 2
     attention: str = "additive"
-    attention_units: Optional[int] = None
+    attention_units: int | None = None
     dropout: float = 0.0
     share_embeddings: bool = False
     dtype: Any = None
@@ -252,6 +254,9 @@ class Seq2Seq(nn.Module):
     def setup(self):
         if self.encoder_layers < 1 or self.decoder_layers < 1:
             raise ValueError("encoder_layers and decoder_layers must be >= 1")
+        if self.residual_start < 2:
+            raise ValueError(f"residual_start must be >= 2 (layer 0 outputs 2H, layer 1 H), "
+                             f"got {self.residual_start}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError("share_embeddings needs src_vocab_size == tgt_vocab_size (one joint vocabulary)")
         embed = functools.partial(nn.Embed, features=self.embed_size, dtype=self.dtype,
@@ -329,7 +334,7 @@ def coverage_penalty(coverage: Array, mask: Array, beta: float) -> Array:
     return beta * jnp.sum(jnp.where(mask, logs, 0.0), axis=-1)
 
 
-StepFn = Callable[[PyTree, Array], tuple[PyTree, Array, Optional[Array]]]
+StepFn = Callable[[PyTree, Array], tuple[PyTree, Array, Array | None]]
 
 
 def greedy_search(step_fn: StepFn, carry: PyTree, batch_size: int, *, max_len: int, bos_id: int,
@@ -370,16 +375,16 @@ class BeamState(NamedTuple):
 
 def beam_search(step_fn: StepFn, carry: PyTree, batch_size: int, *, beam_size: int, max_len: int,
                 bos_id: int, eos_id: int, pad_id: int = 0, alpha: float = 0.6, beta: float = 0.0,
-                src_mask: Optional[Array] = None) -> tuple[Array, Array]:
+                src_mask: Array | None = None) -> tuple[Array, Array]:
     """Beam search (GNMT section 7) as a `lax.while_loop` over fixed-shape buffers.
 
     step_fn(carry, tokens [B*K]) -> (carry, log_probs [B*K, V], attention [B*K, S] or None); `carry`
     has leaves [B*K, ...] (each sentence's start state repeated K times). Hypotheses are ranked by GNMT's
     s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y) (`length_penalty`, `coverage_penalty`; beta > 0 needs the
     attention and `src_mask` [B, S]). At each step the 2K best extensions are split into those ending in
-    EOS among the K best (candidates for the K finished slots) and the K best others (the new live beam). A sentence is
-    done when its K finished slots are full and the best live hypothesis cannot beat the worst finished
-    one even at `max_len` (log P only falls; cp <= 0): the search stops when all are.
+    EOS among the K best (candidates for the K finished slots) and the K best others (the new live beam).
+    A sentence is done when its K finished slots are full and the best live hypothesis cannot beat the
+    worst finished one even at `max_len` (log P only falls; cp <= 0): the search stops when all are.
 
     Returns (tokens [B, K, max_len] up to and including EOS then `pad_id`, best first; scores [B, K]).
     If a sentence finished nothing by `max_len`, its live hypotheses are returned, scored alike.
@@ -445,7 +450,8 @@ def beam_search(step_fn: StepFn, carry: PyTree, batch_size: int, *, beam_size: i
     init_logp = jnp.tile(jnp.array([0.0] + [NEG_INF] * (k - 1), jnp.float32), (batch_size, 1))
     state = BeamState(
         jnp.int32(0), carry, jnp.full((batch_size, k, max_len), pad_id, jnp.int32), init_logp,
-        jnp.zeros((batch_size, k, cov_len), jnp.float32), jnp.full((batch_size, k, max_len), pad_id, jnp.int32),
+        jnp.zeros((batch_size, k, cov_len), jnp.float32),
+        jnp.full((batch_size, k, max_len), pad_id, jnp.int32),
         jnp.full((batch_size, k), NEG_INF, jnp.float32), jnp.zeros((batch_size, k), bool))
     s = jax.lax.while_loop(cond, body, state)
     alive_score = (s.alive_logp / length_penalty(max_len, alpha)
@@ -470,7 +476,8 @@ def greedy_decode(model: Seq2Seq, variables: PyTree, src: Array, src_lengths: Ar
     """Greedy translation of a batch: src [B, S] ids, src_lengths [B] -> tokens [B, max_len] (jittable)."""
     enc = model.apply(variables, src, src_lengths, method=Seq2Seq.encode)
     carry = model.apply(variables, src.shape[0], method=Seq2Seq.initial_decoder_carry)
-    return greedy_search(_model_step_fn(model, variables, enc, (pad_id, bos_id)), carry, src.shape[0], max_len=max_len,
+    step = _model_step_fn(model, variables, enc, (pad_id, bos_id))
+    return greedy_search(step, carry, src.shape[0], max_len=max_len,
                          bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
 
 
@@ -482,6 +489,7 @@ def beam_search_decode(model: Seq2Seq, variables: PyTree, src: Array, src_length
     enc = jax.tree.map(lambda a: jnp.repeat(a, beam_size, axis=0), enc)
     batch = src.shape[0]
     carry = model.apply(variables, batch * beam_size, method=Seq2Seq.initial_decoder_carry)
-    return beam_search(_model_step_fn(model, variables, enc, (pad_id, bos_id)), carry, batch, beam_size=beam_size,
+    step = _model_step_fn(model, variables, enc, (pad_id, bos_id))
+    return beam_search(step, carry, batch, beam_size=beam_size,
                        max_len=max_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, alpha=alpha,
                        beta=beta, src_mask=src_lengths[:, None] > jnp.arange(src.shape[1])[None, :])

@@ -20,64 +20,73 @@ def make_model(cell):
                          residual_start=2, attention_units=7)
 
 
+class Compiled:
+  """The model's entry points jitted once (one compile per input shape, not one per call)."""
+
+  def __init__(self, model, variables):
+    self.model, self.variables = model, variables
+
+    def forward(v, src, lengths, tgt):
+      memory = model.apply(v, src, lengths, method=seq2seq.Seq2Seq.encode).memory
+      logits, attn = model.apply(v, src, lengths, tgt, return_attention=True)
+      return memory, logits, attn
+
+    self.forward = jax.jit(forward)
+    self.encode = jax.jit(lambda v, s, n: model.apply(v, s, n, method=seq2seq.Seq2Seq.encode))
+    self.step = jax.jit(lambda v, c, t, e: model.apply(v, c, t, e, method=seq2seq.Seq2Seq.decode_step))
+
+
 @pytest.fixture(scope='module', params=['lstm', 'ln_hyperlstm'])
-def model_and_vars(request):
+def compiled(request):
   cell = (LSTMCell(H) if request.param == 'lstm'
           else HyperLSTMCell(H, hyper_features=4, embedding_size=2, layer_norm=True))
   model = make_model(cell)
   src, tgt = jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2), jnp.int32)
   variables = jax.jit(model.init)(jax.random.key(0), src, jnp.array([3]), tgt)
-  return model, variables
+  return Compiled(model, variables)
 
 
-def _forward(model, variables, src, lengths, tgt):
-  enc = model.apply(variables, src, lengths, method=seq2seq.Seq2Seq.encode)
-  logits, attn = model.apply(variables, src, lengths, tgt, return_attention=True)
-  return enc.memory, logits, attn
-
-
-def test_padded_batch_equals_unpadded_sentences(model_and_vars):
-  model, variables = model_and_vars
+def test_padded_batch_equals_unpadded_sentences(compiled):
+  f, v = compiled.forward, compiled.variables
   rng = np.random.default_rng(0)
   src_lens, tgt_lens = [5, 3], [4, 2]
   # Padding holds garbage ids: only the lengths may decide what is padding.
   src = jnp.asarray(rng.integers(3, SRC_V, (2, 5)), jnp.int32)
   tgt = jnp.asarray(rng.integers(3, TGT_V, (2, 4)), jnp.int32)
-  memory, logits, attn = _forward(model, variables, src, jnp.array(src_lens), tgt)
+  memory, logits, attn = f(v, src, jnp.array(src_lens), tgt)
   # Padded source positions get exactly zero attention weight, real ones sum to 1.
   assert float(jnp.abs(attn[1, :, 3:]).max()) == 0.0
   np.testing.assert_allclose(attn.sum(-1), 1.0, rtol=1e-5)
   for b in range(2):
     s, t = src_lens[b], tgt_lens[b]
-    m1, l1, a1 = _forward(model, variables, src[b:b + 1, :s], jnp.array([s]), tgt[b:b + 1, :t])
+    m1, l1, a1 = f(v, src[b:b + 1, :s], jnp.array([s]), tgt[b:b + 1, :t])
     np.testing.assert_allclose(memory[b, :s], m1[0], rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(logits[b, :t], l1[0], rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(attn[b, :t, :s], a1[0], rtol=2e-5, atol=2e-5)
   # The bidirectional bottom layer really reads both ways: changing the last real token changes the
   # encoder output at position 0 (backward direction), and not at all of the other sentence.
   src2 = src.at[1, 2].set((src[1, 2] + 1 - 3) % (SRC_V - 3) + 3)
-  memory2, _, _ = _forward(model, variables, src2, jnp.array(src_lens), tgt)
+  memory2, _, _ = f(v, src2, jnp.array(src_lens), tgt)
   assert float(jnp.abs(memory2[1, 0] - memory[1, 0]).max()) > 1e-6
   np.testing.assert_array_equal(memory2[0], memory[0])
 
 
-def test_teacher_forcing_equals_step_by_step(model_and_vars):
-  model, variables = model_and_vars
+def test_teacher_forcing_equals_step_by_step(compiled):
+  v = compiled.variables
   rng = np.random.default_rng(1)
-  src = jnp.asarray(rng.integers(3, SRC_V, (2, 4)), jnp.int32)
-  lengths = jnp.array([4, 2])
-  tgt = jnp.asarray(rng.integers(3, TGT_V, (2, 3)), jnp.int32)
-  logits = model.apply(variables, src, lengths, tgt)
-  enc = model.apply(variables, src, lengths, method=seq2seq.Seq2Seq.encode)
-  carry = model.apply(variables, 2, method=seq2seq.Seq2Seq.initial_decoder_carry)
-  for t in range(3):
-    carry, step_logits, _, _ = model.apply(variables, carry, tgt[:, t], enc,
-                                           method=seq2seq.Seq2Seq.decode_step)
+  src = jnp.asarray(rng.integers(3, SRC_V, (2, 5)), jnp.int32)
+  lengths = jnp.array([5, 2])
+  tgt = jnp.asarray(rng.integers(3, TGT_V, (2, 4)), jnp.int32)
+  _, logits, _ = compiled.forward(v, src, lengths, tgt)  # same shapes as the padded test: no compile
+  enc = compiled.encode(v, src, lengths)
+  carry = compiled.model.apply(v, 2, method=seq2seq.Seq2Seq.initial_decoder_carry)
+  for t in range(4):
+    carry, step_logits, _, _ = compiled.step(v, carry, tgt[:, t], enc)
     np.testing.assert_allclose(step_logits, logits[:, t], rtol=2e-5, atol=2e-5)
 
 
-def test_model_beam_one_equals_greedy(model_and_vars):
-  model, variables = model_and_vars
+def test_model_beam_one_equals_greedy(compiled):
+  model, variables = compiled.model, compiled.variables
   src = jnp.asarray(np.random.default_rng(2).integers(3, SRC_V, (3, 4)), jnp.int32)
   lengths = jnp.array([4, 2, 3])
   kw = dict(max_len=6, bos_id=BOS, eos_id=EOS)

@@ -4,7 +4,6 @@ learns (loss falls, BLEU > 0), summary mode without data, the paper rows' settin
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -75,7 +74,7 @@ def test_tiny_copy_task_learns(tiny_task):
 
   before = additive_eval(task, params, 'valid')['loss']
   for step in range(300):
-    params, opt, loss = update(params, opt, task.train_batch(step), jax.random.key(step))
+    params, opt, _ = update(params, opt, task.train_batch(step), jax.random.key(step))
   after = additive_eval(task, params, 'valid')
   metrics = task.evaluate(params, {}, 'valid', lambda s: additive_eval(task, params, s))
   assert after['loss'] < 0.5 * before
@@ -84,6 +83,21 @@ def test_tiny_copy_task_learns(tiny_task):
   assert 0 < metrics['chrf'] <= 100
   src = task.corpus.splits['valid'][0][:4]
   print('copy task:', list(zip(src, task.translate(params, src))), metrics)
+
+
+def test_analysis_and_artifacts(tiny_task, tmp_path):
+  task = tiny_task
+  params, _ = task.init_variables(jax.random.key(0))
+  a = task.analyse(params, 'red cat moon')
+  att = a['attention']
+  assert att.shape == (len(a['target']), len(a['source']))
+  np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
+  assert a['target'][-1] == '</s>'
+  assert set(a['weight_change']) == {'layer_0'} and not a['weight_change']['layer_0'].any()  # LSTM: fixed
+  written = task.write_artifacts(params, {}, str(tmp_path))
+  assert data_lib.Subwords.load(written['subwords']).proto == task.subwords.proto
+  text = open(written['translations'], encoding='utf-8').read()
+  assert text.count('SRC: ') == 3 and open(written['translation_figure'], 'rb').read(4) == b'\x89PNG'
 
 
 def test_summary_mode_needs_no_data_and_paper_rows():
@@ -109,4 +123,5 @@ def test_summary_mode_needs_no_data_and_paper_rows():
   with pytest.raises(ValueError, match='unknown variant'):
     translation_config.get_config('gnmt_gru')
   cpu = {name: translation_config.get_config(f'cpu_{name}') for name in translation_config.CELLS}
-  assert len({(c.model.cell.features, c.train.num_steps, c.train.tokens_per_batch) for c in cpu.values()}) == 1
+  budget = {(c.model.cell.features, c.train.num_steps, c.train.tokens_per_batch) for c in cpu.values()}
+  assert len(budget) == 1

@@ -98,7 +98,8 @@ def test_multi30k_and_sgm_readers(tmp_path):
   news.mkdir()
   (news / 'newstest2014-fren-src.en.sgm').write_text(
       '<srcset>\n<doc docid="a">\n<seg id="1">Fish\xa0&amp;  chips</seg>\n<seg id="2"> Two </seg>\n</doc>\n')
-  (news / 'newstest2014-fren-ref.fr.sgm').write_text('<refset>\n<seg id=1>Poisson</seg>\n<seg id=2>Deux</seg>\n')
+  (news / 'newstest2014-fren-ref.fr.sgm').write_text(
+      '<refset>\n<seg id=1>Poisson</seg>\n<seg id=2>Deux</seg>\n')
   assert tr.load_corpus('newstest2014', str(tmp_path)).splits['test'] == (
       ['Fish &amp; chips', 'Two'], ['Poisson', 'Deux'])
   (news / 'newstest2014-fren-ref.fr.sgm').write_text('<refset>\n</refset>\n')
@@ -126,7 +127,8 @@ def test_real_files_sizes_and_subword_round_trip():
     # Lossless up to SentencePiece's NFKC normalisation (e.g. French narrow no-break spaces).
     decoded = again.decode([row + [tr.EOS_ID, 17, 5] for row in ids])  # cut at EOS
     expected = [' '.join(unicodedata.normalize('NFKC', s).split()) for s in sentences]
-    mismatches = [(d, e) for d, e in zip(decoded, expected) if d != e and tr.UNK_ID not in again.encode([e])[0]]
+    mismatches = [(d, e) for d, e in zip(decoded, expected)
+                  if d != e and tr.UNK_ID not in again.encode([e])[0]]
     assert not mismatches, mismatches[:3]
 
 
@@ -141,7 +143,8 @@ def test_bleu_wrapper_matches_sacrebleu():
   assert got['bleu'] == pytest.approx(ref_bleu.score, abs=1e-9)
   assert got['chrf'] == pytest.approx(ref_chrf.score, abs=1e-9)
   assert 0 < got['bleu'] < 100
-  assert got['bleu_signature'] == 'nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:' + sacrebleu.__version__
+  assert got['bleu_signature'] == ('nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:'
+                                   + sacrebleu.__version__)
   assert got['chrf_signature'].startswith('nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no')
   intl = bleu.corpus_scores(hyps, refs, tokenize='intl')
   assert 'tok:intl' in intl['bleu_signature']

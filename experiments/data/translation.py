@@ -19,7 +19,7 @@ import io
 import os
 import re
 import zipfile
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -204,7 +204,7 @@ def read_newstest2014(folder: str, src_lang: str, tgt_lang: str) -> tuple[list[s
 
 
 def translation_dir(data_dir: str | None) -> str:
-  """The folder holding fra-eng.zip, multi30k/ and newstest2014/ (data_dir, else $HYPER_DATA_DIR/translation)."""
+  """The folder with fra-eng.zip, multi30k/ and newstest2014/ (data_dir, else $HYPER_DATA_DIR/translation)."""
   if data_dir:
     return data_dir
   root = os.environ.get('HYPER_DATA_DIR')
@@ -275,7 +275,7 @@ class Subwords:
     os.replace(tmp, path)
 
   @classmethod
-  def load(cls, path: str) -> 'Subwords':
+  def load(cls, path: str) -> Subwords:
     if not os.path.exists(path):
       raise DataError(f'{path} not found: the SentencePiece model is written by training; '
                       'point --workdir at the training run')

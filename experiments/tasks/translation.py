@@ -18,12 +18,12 @@ search with GNMT's length normalisation, `decode.*`) scored by sacrebleu: BLEU (
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import os
 import sys
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +132,7 @@ def _tfds_corpus(name: str, d: ml_collections.ConfigDict) -> data_lib.ParallelCo
       raise DataError(f'TFDS {name} split {theirs} is not prepared ({type(e).__name__}); run '
                       f'`tfds build {name}` on a machine that can download WMT\'14') from e
     rows = [source[i] for i in range(len(source))]
-    dec = lambda v: v.decode('utf-8') if isinstance(v, bytes) else str(v)  # noqa: E731
+    dec = lambda v: v.decode('utf-8') if isinstance(v, bytes) else str(v)
     splits[ours] = ([dec(r[d.src_lang]) for r in rows], [dec(r[d.tgt_lang]) for r in rows])
   return data_lib.ParallelCorpus(name, d.src_lang, d.tgt_lang, splits)
 
@@ -176,7 +176,8 @@ def pad_rows(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
   return out
 
 
-def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], width: int) -> dict[str, np.ndarray]:
+def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]],
+               width: int) -> dict[str, np.ndarray]:
   """Source ids, source lengths, decoder inputs (BOS y) and targets (y EOS), padded to `width`."""
   src_len = np.array([len(s) for s in src], np.int32)
   tgt_out = [list(t) + [data_lib.EOS_ID] for t in tgt]
@@ -371,7 +372,7 @@ class TranslationTask(TaskBase):
       max_len = int(width * dc.max_len_ratio) + dc.max_len_offset
       kw = dict(max_len=max_len, bos_id=data_lib.BOS_ID, eos_id=data_lib.EOS_ID, pad_id=data_lib.PAD_ID)
       if dc.beam_size <= 1:
-        fn = lambda p, s, n: seq2seq.greedy_decode(self.model, {'params': p}, s, n, **kw)  # noqa: E731
+        fn = lambda p, s, n: seq2seq.greedy_decode(self.model, {'params': p}, s, n, **kw)
       else:
         def fn(p, s, n):
           tokens, _ = seq2seq.beam_search_decode(self.model, {'params': p}, s, n, beam_size=dc.beam_size,
@@ -409,6 +410,54 @@ class TranslationTask(TaskBase):
     refs = [self.corpus.splits[split][1][i] for i in idx]
     return self.subwords.decode(self.translate_ids(params, src_ids)), refs
 
+  # ---- the picture: attention matrix and the decoder's per-step weight change ----------------------
+
+  def analyse(self, params, sentence: str) -> dict[str, Any]:
+    """Translates `sentence` (greedy) and re-reads the translation teacher-forced: subword pieces of both
+    sides, the attention matrix [target, source] and each decoder layer's per-gate weight change
+    [target, 4] (zero for fixed-weight cells; see `hyper.cells.HyperLSTMCell`)."""
+    src_ids = self.subwords.encode([sentence])[0] or [data_lib.UNK_ID]
+    out = self.translate_ids(params, [src_ids])[0]
+    if data_lib.EOS_ID in out:
+      out = out[:out.index(data_lib.EOS_ID)]
+    tgt_out = list(out) + [data_lib.EOS_ID]
+    src = jnp.asarray([src_ids], jnp.int32)
+    tgt_in = jnp.asarray([[data_lib.BOS_ID] + list(out)], jnp.int32)
+    _, attention, diag = self.model.apply({'params': params}, src, jnp.array([len(src_ids)]), tgt_in,
+                                          return_attention=True, return_diagnostics=True)
+    pieces = lambda ids: [self.subwords.sp.id_to_piece(int(i)) for i in ids]
+    return {'source': pieces(src_ids), 'target': pieces(tgt_out), 'attention': np.asarray(attention[0]),
+            'weight_change': {k: np.asarray(v['weight_change'][0]) for k, v in diag.items()
+                              if 'weight_change' in v}}
+
+  def translation_figure(self, params, sentence: str, path: str) -> str:
+    """The attention matrix of `sentence`'s translation beside the decoder's weight change per step and
+    gate (as the paper's Figure 4 does for characters), as a PNG."""
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    a = self.analyse(params, sentence)
+    layers = sorted(a['weight_change'])
+    fig, axes = plt.subplots(1, 1 + len(layers), figsize=(4 + 0.35 * len(a['source']) + 1.6 * len(layers),
+                                                           1.5 + 0.3 * len(a['target'])),
+                             gridspec_kw={'width_ratios': [max(len(a['source']), 1)] + [2] * len(layers)})
+    axes = np.atleast_1d(axes)
+    axes[0].imshow(a['attention'], cmap='Greys', vmin=0, vmax=1, aspect='auto')
+    axes[0].set_xticks(range(len(a['source'])), a['source'], rotation=90)
+    axes[0].set_yticks(range(len(a['target'])), a['target'])
+    axes[0].set_title('attention')
+    for ax, layer in zip(axes[1:], layers):
+      wc = a['weight_change'][layer]
+      ax.imshow(wc / max(float(wc.max()), 1e-12), cmap='Reds', vmin=0, vmax=1, aspect='auto')
+      ax.set_xticks(range(4), ['i', 'g', 'f', 'o'])
+      ax.set_yticks([])
+      ax.set_title(f'decoder {layer}\nweight change', fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or '.', exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches='tight')
+    plt.close(fig)
+    return path
+
   # ---- artifacts ----------------------------------------------------------------------------------
 
   def write_artifacts(self, params, model_state, workdir) -> dict[str, Any]:
@@ -430,6 +479,8 @@ class TranslationTask(TaskBase):
       with open(tpath, 'w', encoding='utf-8') as f:
         f.write(text + '\n')
       written['translations'] = tpath
+      written['translation_figure'] = self.translation_figure(
+          params, src[0], os.path.join(str(workdir), 'translation_figure.png'))
     return written
 
 
