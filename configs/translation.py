@@ -84,6 +84,7 @@ def translation(config: ml_collections.ConfigDict, *, cell: str, features: int, 
   config.eval.batch_size = 64  # Sentences per eval / decoding batch.
   config.eval.max_batches = -1  # Cap on eval batches per split (-1: the whole split).
   config.eval.metric = 'bleu'  # Higher is better.
+  config.eval.extra_test = ''  # Extra test sets as eval splits, e.g. 'newstest2014,multi30k' (test only).
   config.eval.bleu_tokenize = '13a'  # sacrebleu tokenisation (13a: its default, WMT's mteval-v13a).
   config.checkpoint.every_steps = eval_every_steps
   config.sample.num_translations = 10  # Test sentences translated into translations.txt after training.

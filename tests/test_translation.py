@@ -2,6 +2,7 @@
 learns (loss falls, BLEU > 0), summary mode without data, the paper rows' settings."""
 
 import functools
+import zipfile
 
 import jax
 import numpy as np
@@ -125,3 +126,25 @@ def test_summary_mode_needs_no_data_and_paper_rows():
   cpu = {name: translation_config.get_config(f'cpu_{name}') for name in translation_config.CELLS}
   budget = {(c.model.cell.features, c.train.num_steps, c.train.tokens_per_batch) for c in cpu.values()}
   assert len(budget) == 1
+
+
+def test_tatoeba_task_with_extra_test_set(tmp_path):
+  pairs = ''.join(f'Sentence {i}.\tPhrase {i}.\n' for i in range(300))
+  with zipfile.ZipFile(tmp_path / 'fra-eng.zip', 'w') as z:
+    z.writestr('fra.txt', pairs)
+  news = tmp_path / 'newstest2014'
+  news.mkdir()
+  for name, word in (('src.en', 'Sentence'), ('ref.fr', 'Phrase')):
+    segs = f'<seg id="1">{word} 7.</seg>\n<seg id="2">{word} 1.</seg>\n'
+    (news / f'newstest2014-fren-{name}.sgm').write_text(segs)
+  config = tiny_config(**{'data.name': 'tatoeba', 'data.data_dir': str(tmp_path), 'data.valid_size': 20,
+                          'data.test_size': 20, 'data.vocab_size': 40, 'data.buckets': (8, 16),
+                          'eval.extra_test': 'newstest2014'})
+  task = translation.make_task(config)
+  assert task.corpus.sizes() == {'train': 260, 'valid': 20, 'test': 20}
+  assert task.eval_splits() == ('valid', 'test', 'newstest2014')
+  assert task.texts['newstest2014'] == (['Sentence 7.', 'Sentence 1.'], ['Phrase 7.', 'Phrase 1.'])
+  assert task.num_eval_batches('newstest2014') == 1
+  batch = next(task.eval_batches('newstest2014'))
+  assert batch['src'].shape[0] == config.eval.batch_size and batch['tgt_mask'][2:].sum() == 0
+  assert task.subwords.decode(task.subwords.encode(['Sentence 12.'])) == ['Sentence 12.']

@@ -261,8 +261,15 @@ class TranslationTask(TaskBase):
       return
     self.corpus = corpus if corpus is not None else load_corpus(config)
     self.subwords = subwords if subwords is not None else subwords_for(config, self.corpus)
+    # Sentences per split: the corpus's own, plus eval.extra_test ('newstest2014', 'multi30k') as a split
+    # of that name holding that set's test sentences (same language pair, same subwords).
+    self.texts = dict(self.corpus.splits)
+    for name in [n for n in config.eval.extra_test.split(',') if n]:
+      extra = data_lib.load_corpus(name, config.data.data_dir or None, src_lang=self.corpus.src_lang,
+                                   tgt_lang=self.corpus.tgt_lang)
+      self.texts[name] = extra.splits['test']
     self.ids = {split: tuple(self.subwords.encode(side) for side in pair)
-                for split, pair in self.corpus.splits.items()}
+                for split, pair in self.texts.items()}
     src, tgt = self.ids['train']
     self.batches = BucketedBatches(src, tgt, self.buckets, tokens, config.seed,
                                    config.train.row_multiple, process_index, process_count)
@@ -304,7 +311,9 @@ class TranslationTask(TaskBase):
   # ---- evaluation: teacher-forced loss (additive) + BLEU by decoding -------------------------------
 
   def eval_splits(self):
-    return tuple(s for s in ('valid', 'test') if self.corpus is None or s in self.corpus.splits)
+    if self.corpus is None:
+      return ('valid', 'test')
+    return tuple(s for s in self.texts if s != 'train')
 
   def eval_batch_size(self) -> int:
     return self.config.eval.batch_size
@@ -407,7 +416,7 @@ class TranslationTask(TaskBase):
     idx = np.concatenate(self._eval_plan(split)) if self._eval_plan(split) else np.zeros(0, int)
     idx = np.sort(idx)
     src_ids = [self.ids[split][0][i] for i in idx]
-    refs = [self.corpus.splits[split][1][i] for i in idx]
+    refs = [self.texts[split][1][i] for i in idx]
     return self.subwords.decode(self.translate_ids(params, src_ids)), refs
 
   # ---- the picture: attention matrix and the decoder's per-step weight change ----------------------
@@ -458,10 +467,21 @@ class TranslationTask(TaskBase):
     plt.close(fig)
     return path
 
+  def sample(self, params, model_state, rng, workdir) -> str | None:
+    """Translations of the first sample.num_translations test sentences (--mode=sample, TensorBoard)."""
+    del model_state, rng, workdir
+    n = self.config.sample.num_translations
+    if self.corpus is None or n <= 0:
+      return None
+    split = 'test' if 'test' in self.texts else 'valid'
+    src, ref = self.texts[split][0][:n], self.texts[split][1][:n]
+    hyp = self.translate(params, src)
+    return '\n\n'.join(f'SRC: {s}\nREF: {r}\nHYP: {h}' for s, r, h in zip(src, ref, hyp))
+
   # ---- artifacts ----------------------------------------------------------------------------------
 
   def write_artifacts(self, params, model_state, workdir) -> dict[str, Any]:
-    """subwords.model (the run's SentencePiece model) and translations.txt (a few test sentences)."""
+    """subwords.model (the run's SentencePiece model), translations.txt and translation_figure.png."""
     del model_state
     written = {}
     if self.subwords is None:
@@ -469,18 +489,15 @@ class TranslationTask(TaskBase):
     path = os.path.join(str(workdir), 'subwords.model')
     self.subwords.save(path)
     written['subwords'] = path
-    n = self.config.sample.num_translations
-    split = 'test' if 'test' in self.corpus.splits else 'valid'
-    if n > 0:
-      src, ref = self.corpus.splits[split][0][:n], self.corpus.splits[split][1][:n]
-      hyp = self.translate(params, src)
-      text = '\n\n'.join(f'SRC: {s}\nREF: {r}\nHYP: {h}' for s, r, h in zip(src, ref, hyp))
+    text = self.sample(params, {}, None, workdir)
+    if text:
+      split = 'test' if 'test' in self.texts else 'valid'
       tpath = os.path.join(str(workdir), 'translations.txt')
       with open(tpath, 'w', encoding='utf-8') as f:
         f.write(text + '\n')
       written['translations'] = tpath
       written['translation_figure'] = self.translation_figure(
-          params, src[0], os.path.join(str(workdir), 'translation_figure.png'))
+          params, self.texts[split][0][0], os.path.join(str(workdir), 'translation_figure.png'))
     return written
 
 
