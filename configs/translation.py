@@ -15,6 +15,9 @@ import ml_collections
 from configs import common
 
 CELLS = ('lstm', 'ln_lstm', 'hyperlstm', 'ln_hyperlstm')
+# launch.py modes of this family ('translate': sentences from a file or stdin -> translations; needs the
+# launch.py patch described in /work/notes/translation.md until it is merged).
+MODES = ('train', 'eval', 'sample', 'summary', 'translate')
 
 
 def _cell(name: str, features: int, hyper_features: int, embedding_size: int) -> ml_collections.ConfigDict:

@@ -132,6 +132,20 @@ def test_real_files_sizes_and_subword_round_trip():
     assert not mismatches, mismatches[:3]
 
 
+def test_subword_training_is_deterministic_and_errors(tmp_path):
+  subjects, verbs = ['the cat', 'a dog', 'le chat', 'un chien'] * 50, ['sleeps', 'runs', 'dort', 'court'] * 50
+  texts = [f'{a} {b} number {i}.' for i, (a, b) in enumerate(zip(subjects, verbs))]
+  one, two = tr.train_subwords(texts, 50), tr.train_subwords(texts, 50)
+  assert one.proto == two.proto and one.vocab_size == 50
+  one.save(str(tmp_path / 'subwords.model'))
+  loaded = tr.Subwords.load(str(tmp_path / 'subwords.model'))
+  assert loaded.encode(['le chat dort']) == one.encode(['le chat dort'])
+  with pytest.raises(DataError, match='lower data.vocab_size'):
+    tr.train_subwords(texts[:3], 5000)
+  with pytest.raises(DataError, match='not found'):
+    tr.Subwords.load(str(tmp_path / 'none.model'))
+
+
 def test_bleu_wrapper_matches_sacrebleu():
   refs = ['Le chat est assis sur le tapis.', 'Il pleut depuis ce matin.', 'Nous irons à Paris demain.']
   hyps = ['Le chat est sur le tapis.', 'Il pleut depuis le matin.', 'Demain nous irons à Paris.']
