@@ -221,3 +221,26 @@ def test_coverage_penalty_formula():
   expected = 0.2 * (math.log(0.5) + math.log(1.0) + math.log(1e-10))
   np.testing.assert_allclose(seq2seq.coverage_penalty(cov, mask, 0.2), [expected], rtol=1e-5)
   np.testing.assert_allclose(seq2seq.coverage_penalty(cov, mask, 0.0), [0.0])
+
+
+def test_coverage_penalty_changes_the_winner():
+  # Two source words; reading A attends word 0, B word 1, BOS both halves. P: BOS -> A .5 / B .3 / EOS .2,
+  # A -> EOS .6 / B .4, B -> EOS .6 / A .4. Without coverage A EOS (0.3) wins; with beta = 2 the
+  # sentences attending both words win: A B EOS scores log 0.12 = -2.12 against A EOS's
+  # log 0.3 + 2 log 0.5 = -2.59.
+  t = table({BOS: {A: 0.5, B: 0.3, EOS: 0.2}, A: {EOS: 0.6, B: 0.4}, B: {EOS: 0.6, A: 0.4}})
+  logp = jnp.log(jnp.asarray(t, jnp.float32) + 1e-30)
+  attention = jnp.zeros((5, 2)).at[BOS].set([0.5, 0.5]).at[A].set([1.0, 0.0]).at[B].set([0.0, 1.0])
+
+  def step(carry, tokens):
+    return carry, logp[tokens], attention[tokens]
+
+  kw = dict(beam_size=3, max_len=5, bos_id=BOS, eos_id=EOS, alpha=0.0, src_mask=jnp.ones((1, 2), bool))
+  seqs, scores = seq2seq.beam_search(step, jnp.zeros((3,)), 1, beta=0.0, **kw)
+  np.testing.assert_array_equal(seqs[0, 0, :2], [A, EOS])
+  np.testing.assert_allclose(scores[0, 0], math.log(0.3), rtol=1e-5)
+  seqs, scores = seq2seq.beam_search(step, jnp.zeros((3,)), 1, beta=2.0, **kw)
+  np.testing.assert_array_equal(seqs[0, 0, :3], [A, B, EOS])
+  np.testing.assert_allclose(scores[0, 0], math.log(0.12), rtol=1e-5)
+  np.testing.assert_array_equal(seqs[0, 1, :2], [A, EOS])  # second: A EOS with its coverage penalty
+  np.testing.assert_allclose(scores[0, 1], math.log(0.3) + 2 * math.log(0.5), rtol=1e-5)
