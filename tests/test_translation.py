@@ -2,6 +2,7 @@
 learns (loss falls, BLEU > 0), summary mode without data, the paper rows' settings."""
 
 import functools
+import pathlib
 import zipfile
 
 import jax
@@ -97,8 +98,9 @@ def test_analysis_and_artifacts(tiny_task, tmp_path):
   assert set(a['weight_change']) == {'layer_0'} and not a['weight_change']['layer_0'].any()  # LSTM: fixed
   written = task.write_artifacts(params, {}, str(tmp_path))
   assert data_lib.Subwords.load(written['subwords']).proto == task.subwords.proto
-  text = open(written['translations'], encoding='utf-8').read()
-  assert text.count('SRC: ') == 3 and open(written['translation_figure'], 'rb').read(4) == b'\x89PNG'
+  text = pathlib.Path(written['translations']).read_text(encoding='utf-8')
+  assert text.count('SRC: ') == 3
+  assert pathlib.Path(written['translation_figure']).read_bytes()[:4] == b'\x89PNG'
 
 
 def test_summary_mode_needs_no_data_and_paper_rows():
