@@ -39,6 +39,7 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
     ("embed", None),
     ("gates", "model"),
     ("hyper", None),
+    ("kernel_out", None),
     ("nz", None),
     ("vocab", "model"),
 )

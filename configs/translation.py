@@ -1,0 +1,147 @@
+"""Machine translation (paper section 4.4, Table 6: WMT'14 En->Fr with GNMT, Wu et al. 2016).
+
+`--config=configs/translation.py:<variant>`:
+- `gnmt_lstm`, `gnmt_ln_hyperlstm`: the paper's two rows at GNMT's size (8 + 8 layers of 1024 units, 32k
+  shared wordpieces, layer-norm HyperLSTM with 128 hyper units and N_z = 32), WMT'14 through TFDS
+  (`wmt14_translate/fr-en`, test = newstest2014): for an accelerator with the data prepared.
+- `cpu_lstm`, `cpu_ln_lstm`, `cpu_hyperlstm`, `cpu_ln_hyperlstm`: Tatoeba En->Fr on a 2-core CPU, all at one
+  size (256 units, 2 + 2 layers), for the equal-step-budget comparison of the README.
+- `multi30k_ln_hyperlstm`, `multi30k_lstm`: the CPU size on Multi30k (longer sentences).
+- `tiny`: a generated copy task (tests).
+"""
+
+import ml_collections
+
+from configs import common
+
+CELLS = ('lstm', 'ln_lstm', 'hyperlstm', 'ln_hyperlstm')
+# launch.py modes of this family ('translate': sentences from a file or stdin -> translations; needs the
+# launch.py patch described in /work/notes/translation.md until it is merged).
+MODES = ('train', 'eval', 'sample', 'summary', 'translate')
+
+
+def _cell(name: str, features: int, hyper_features: int, embedding_size: int) -> ml_collections.ConfigDict:
+  """config.model.cell: a cell name (experiments/models.py) plus that cell's options."""
+  cell = ml_collections.ConfigDict()
+  cell.name = name  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' (hyper/cells.py).
+  cell.features = features  # Units of every recurrent layer (GNMT: 1024).
+  if name in ('hyperlstm', 'ln_hyperlstm'):
+    cell.hyper_features = hyper_features  # Units of the HyperLSTM's small LSTM (Table 6: 128).
+    cell.embedding_size = embedding_size  # N_z (Table 6: 32).
+  return cell
+
+
+def translation(config: ml_collections.ConfigDict, *, cell: str, features: int, hyper_features: int,
+                embedding_size: int, embed_size: int, encoder_layers: int, decoder_layers: int,
+                dropout: float, data: str, vocab_size: int, buckets: tuple[int, ...],
+                tokens_per_batch: int, learning_rate: float, num_steps: int, eval_every_steps: int,
+                beam_size: int, alpha: float, beta: float, label_smoothing: float) -> None:
+  """Fills the translation task's fields; each variant passes its values explicitly."""
+  config.task = 'translation'
+  m = config.model
+  m.cell = _cell(cell, features, hyper_features, embedding_size)
+  m.embed_size = embed_size  # Subword embedding width (GNMT: 1024).
+  m.encoder_layers = encoder_layers  # Encoder layers, the bidirectional bottom one included (GNMT: 8).
+  m.decoder_layers = decoder_layers  # Decoder layers (GNMT: 8).
+  m.residual_start = 2  # First layer (0-based) with a residual connection (GNMT: from the third layer).
+  m.attention = 'additive'  # 'additive' (Bahdanau, as GNMT) or 'dot' (scaled dot product).
+  m.attention_units = 0  # Hidden units of the additive attention net (0: the cell's features).
+  m.dropout = dropout  # Dropout on every layer's input and on the softmax input (GNMT En->Fr: 0.2).
+  m.share_embeddings = True  # One embedding for source and target (one joint subword vocabulary).
+  m.dtype = ''  # Embedding/attention/softmax dtype ('' = float32; 'bfloat16' on accelerators).
+
+  d = config.data
+  d.name = data  # 'tatoeba' | 'multi30k' | 'copy' | 'tfds:wmt14_translate/fr-en'.
+  d.data_dir = ''  # Folder with fra-eng.zip, multi30k/, newstest2014/ ('' = $HYPER_DATA_DIR/translation).
+  d.src_lang = 'en'  # Source language (en or fr).
+  d.tgt_lang = 'fr'  # Target language.
+  d.valid_size = 3000  # Tatoeba: pairs (at least) drawn for validation, by groups sharing a sentence.
+  d.test_size = 3000  # Tatoeba: pairs (at least) drawn for test.
+  d.split_seed = 0  # Seed of the Tatoeba split (fixed: the README's splits) and of the copy task's data.
+  d.vocab_size = vocab_size  # SentencePiece pieces, one vocabulary for both languages (GNMT: 32k).
+  d.subword_type = 'unigram'  # SentencePiece model type ('unigram' or 'bpe').
+  d.subword_model = ''  # Path of a SentencePiece model to use instead of training one (e.g. a run's).
+  d.subword_cache = '~/.cache/hyper/subwords'  # Where trained SentencePiece models are cached ('' = off).
+  d.buckets = buckets  # Length buckets in subwords (EOS included); longer training pairs are dropped.
+  d.copy_train_size = 2000  # Copy task: training pairs.
+  d.copy_eval_size = 64  # Copy task: valid and test pairs.
+
+  t = config.train
+  t.tokens_per_batch = tokens_per_batch  # Token slots per batch: pairs = tokens // bucket length.
+  t.row_multiple = 8  # Batch rows are a multiple of this (times the process count), for sharding.
+  t.batch_size = 8  # Rows of the (empty) carry; batches are sized by tokens_per_batch.
+  t.num_steps = num_steps
+  t.optimizer = 'adam'
+  t.learning_rate = learning_rate
+  t.grad_clip_norm = 5.0  # GNMT clips gradients at global norm 5.
+  t.label_smoothing = label_smoothing  # 0: plain cross entropy.
+
+  config.decode = ml_collections.ConfigDict()
+  config.decode.beam_size = beam_size  # 1: greedy.
+  config.decode.alpha = alpha  # GNMT length normalisation lp(Y) = ((5 + |Y|) / 6)^alpha.
+  config.decode.beta = beta  # GNMT coverage penalty weight (0: off).
+  config.decode.max_len_ratio = 1.5  # Decoded length limit: ratio * padded source length + offset.
+  config.decode.max_len_offset = 5
+
+  config.eval.every_steps = eval_every_steps
+  config.eval.batch_size = 64  # Sentences per eval / decoding batch.
+  config.eval.max_batches = -1  # Cap on eval batches per split (-1: the whole split).
+  config.eval.metric = 'bleu'  # Higher is better.
+  config.eval.extra_test = ''  # Extra test sets as eval splits, e.g. 'newstest2014,multi30k' (test only).
+  config.eval.bleu_tokenize = '13a'  # sacrebleu tokenisation (13a: its default, WMT's mteval-v13a).
+  config.checkpoint.every_steps = eval_every_steps
+  config.sample.num_translations = 10  # Test sentences translated into translations.txt after training.
+
+
+def _gnmt(cell: str, test_bleu: str, params: str = ''):
+  def apply(config: ml_collections.ConfigDict) -> None:
+    config.paper.test = f'{test_bleu} BLEU'  # Table 6, WMT'14 En->Fr newstest2014.
+    config.paper.params = params
+    translation(
+        config, cell=cell, features=1024, hyper_features=128, embedding_size=32, embed_size=1024,
+        encoder_layers=8, decoder_layers=8, dropout=0.2, data='tfds:wmt14_translate/fr-en',
+        vocab_size=32000, buckets=(16, 32, 48, 64, 96, 128), tokens_per_batch=128 * 32,
+        learning_rate=2e-4,  # GNMT's Adam phase.
+        num_steps=300_000, eval_every_steps=5000, beam_size=8, alpha=0.2, beta=0.2,  # GNMT En->Fr.
+        label_smoothing=0.0)
+    config.eval.max_batches = 16  # Valid BLEU on 1024 sentences of newstest2013 during training.
+  return apply
+
+
+def _cpu(cell: str, data: str = 'tatoeba'):
+  """Tatoeba (or Multi30k) at a 2-core CPU size: every cell at the same size, budget and decoding."""
+  def apply(config: ml_collections.ConfigDict) -> None:
+    translation(
+        config, cell=cell, features=256, hyper_features=64, embedding_size=16, embed_size=256,
+        encoder_layers=2, decoder_layers=2, dropout=0.1, data=data, vocab_size=8000,
+        buckets=(8, 16, 24, 32, 48) if data == 'tatoeba' else (16, 24, 32, 48, 64),
+        tokens_per_batch=2048, learning_rate=1e-3, num_steps=8000, eval_every_steps=1000,
+        beam_size=4, alpha=0.6, beta=0.0, label_smoothing=0.1)
+    config.eval.max_batches = 16  # Valid BLEU on 1024 sentences during training; test: all of it.
+  return apply
+
+
+def _tiny(config: ml_collections.ConfigDict) -> None:
+  translation(
+      config, cell='lstm', features=32, hyper_features=8, embedding_size=4, embed_size=32,
+      encoder_layers=1, decoder_layers=1, dropout=0.0, data='copy', vocab_size=32, buckets=(8,),
+      tokens_per_batch=256, learning_rate=3e-3, num_steps=300, eval_every_steps=100, beam_size=2,
+      alpha=0.6, beta=0.0, label_smoothing=0.0)
+  config.data.subword_cache = ''
+  config.checkpoint.every_steps = 100
+  config.log.every_steps = 50
+  config.sample.num_translations = 3
+
+
+VARIANTS = {
+    'gnmt_lstm': _gnmt('lstm', '38.95'),
+    'gnmt_ln_hyperlstm': _gnmt('ln_hyperlstm', '40.03'),
+    **{f'cpu_{c}': _cpu(c) for c in CELLS},
+    'multi30k_lstm': _cpu('lstm', 'multi30k'),
+    'multi30k_ln_hyperlstm': _cpu('ln_hyperlstm', 'multi30k'),
+    'tiny': _tiny,
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return common.select_variant('translation', VARIANTS, arg, 'cpu_ln_hyperlstm')
