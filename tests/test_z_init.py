@@ -130,6 +130,29 @@ def test_every_init_starts_at_d_point_one_and_zero_bias(z_init):
   assert count == sum(a.size for a in jax.tree.leaves(reference['params']))
 
 
+def _flat(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    out.update(_flat(value, f'{prefix}{key}.') if isinstance(value, dict) else {prefix + key: value})
+  return out
+
+
+@pytest.mark.parametrize('variant,base,changes', [
+    ('cpu_ln_hyperlstm256_nz16_randemb', 'cpu_ln_hyperlstm256',
+     {'model.embedding_size': 16, 'model.z_init': 'random_embedding'}),
+    ('cpu_hyperlstm256_randemb', 'cpu_hyperlstm256', {'model.z_init': 'random_embedding'}),
+    ('cpu_hyperlstm256_nz16', 'cpu_hyperlstm256', {'model.embedding_size': 16}),
+    ('ln_hyperlstm1000_nz16_randemb', 'ln_hyperlstm1000_nz16',
+     {'model.z_init': 'random_embedding', 'paper.params': '', 'paper.test': ''}),
+])
+def test_issue_15_variants_are_their_base_row_plus_the_z_settings(variant, base, changes):
+  """The README's runs were launched as `<base> --config.model.embedding_size=.. --config.model.z_init=..`."""
+  from configs import ptb_char
+  new, old = (_flat(ptb_char.get_config(v).to_dict()) for v in (variant, base))
+  diff = {k: new.get(k) for k in set(new) | set(old) if new.get(k) != old.get(k)}
+  assert diff == {'variant': variant, **changes}
+
+
 # ------------------------------------------------------------------ experiments/z_rank.py
 
 def _hand_made_layer():
