@@ -85,8 +85,8 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
     groups.setdefault(group_name(run, group_by), []).append(run)
   with_z = any('z_rank' in run for run in runs)
   scale, digits, unit = (100.0, 2, f'{metric} (%)') if percent else (1.0, 3, metric)
-  head = ['variant', 'data', 'params', 'seeds', 'steps', 'wall (min)', f'valid {unit}', f'test {unit}',
-          'test per seed']
+  head = ['variant' if group_by == 'variant' else 'row', 'data', 'params', 'seeds', 'steps', 'wall (min)',
+          f'valid {unit}', f'test {unit}', 'test per seed']
   if paper:
     head.append('paper test')
   if with_z:
