@@ -1,7 +1,8 @@
 """Character-level Penn Treebank (paper section 4.2, Table 3; training details in appendix A.3.3).
 
 `--config=configs/ptb_char.py:<variant>`: one variant per row of Table 3, `cpu_*` rows for the
-equal-budget comparison on a 2-core CPU (README), plus `tiny` for tests.
+equal-budget comparison on a 2-core CPU (README), plus `tiny` for tests. `*_nz16` rows use N_z 16 and
+`*_randemb` rows the symmetry-breaking z init `random_embedding` (hyper/cells.py z_initializers; issue 15).
 A.3.3: batch 128, sequences of 100 characters, Adam 0.001, gradient clipping at global norm 1.0,
 dropout keep 0.9 on the input, output and recurrence (0.85 for N_z = 16, 0.80 for the 2-layer model,
 which also uses N_z = 16), hypernetwork of 128 units with N_z = 4, early stopping on validation bpc.
@@ -47,6 +48,29 @@ def _cpu_row(cell: str, features: int = 256):
   return apply
 
 
+def _z(apply, *, embedding_size: int | None = None, z_init: str | None = None, paper: bool = True):
+  """A row with another N_z and/or HyperLSTM z init (issue 15; `hyper/cells.py` z_initializers).
+
+  `paper=False` clears the paper's count and result: the row is a recommendation, not a Table 3 row.
+  """
+  def apply_z(config: ml_collections.ConfigDict) -> None:
+    apply(config)
+    if embedding_size is not None:
+      config.model.embedding_size = embedding_size
+    if z_init is not None:
+      config.model.z_init = z_init
+    if not paper:
+      config.paper.params = config.paper.test = ''
+  return apply_z
+
+
+# The symmetry-breaking z init chosen by the issue-15 pilot (README, "N_z and the z initialisation"):
+# W_ĥh, W_ĥx ~ N(0, 0.01²) as the reference code's W_ĥb. Same valid bpc as 'random_projection' in the
+# pilot (LN, N_z 16, seed 0: 1.957 vs 1.957), but it spreads more of the N_z directions (effective rank of
+# ĥ -> d_h 1.72 vs 1.26, of W_ĥh 7.7 vs 3.0).
+Z_SYM, Z_SYM_SUFFIX = 'random_embedding', 'randemb'
+
+
 def _tiny(config: ml_collections.ConfigDict) -> None:
   common.char_lm(config, cell='ln_hyperlstm', features=32, num_layers=1, hyper_features=16,
                  embedding_size=4, keep_input=1.0, keep_output=1.0, keep_recurrent=0.9,
@@ -68,6 +92,10 @@ VARIANTS = {
     'ln_hyperlstm1000': _row('ln_hyperlstm', 1000, '4.92M', '1.250'),
     'ln_hyperlstm1000_nz16': _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16,
                                    keep=0.85),
+    # Recommended (issue 15, no paper result): the N_z 16 row with its z_h, z_x coordinates made distinct.
+    f'ln_hyperlstm1000_nz16_{Z_SYM_SUFFIX}': _z(
+        _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16, keep=0.85), z_init=Z_SYM,
+        paper=False),
     'ln_hyperlstm1000_2layer': _row('ln_hyperlstm', 1000, '14.41M', '1.219', num_layers=2,
                                      embedding_size=16, keep=0.80),
     'cpu_lstm256': _cpu_row('lstm'),
@@ -75,6 +103,14 @@ VARIANTS = {
     'cpu_ln_lstm256': _cpu_row('ln_lstm'),
     'cpu_hyperlstm256': _cpu_row('hyperlstm'),
     'cpu_ln_hyperlstm256': _cpu_row('ln_hyperlstm'),
+    # Issue 15: N_z 16 and the symmetry-broken z init at the CPU size (README, "N_z and the z init").
+    'cpu_hyperlstm256_nz16': _z(_cpu_row('hyperlstm'), embedding_size=16),
+    'cpu_ln_hyperlstm256_nz16': _z(_cpu_row('ln_hyperlstm'), embedding_size=16),
+    f'cpu_hyperlstm256_{Z_SYM_SUFFIX}': _z(_cpu_row('hyperlstm'), z_init=Z_SYM),
+    f'cpu_ln_hyperlstm256_{Z_SYM_SUFFIX}': _z(_cpu_row('ln_hyperlstm'), z_init=Z_SYM),
+    f'cpu_hyperlstm256_nz16_{Z_SYM_SUFFIX}': _z(_cpu_row('hyperlstm'), embedding_size=16, z_init=Z_SYM),
+    f'cpu_ln_hyperlstm256_nz16_{Z_SYM_SUFFIX}': _z(_cpu_row('ln_hyperlstm'), embedding_size=16,
+                                                    z_init=Z_SYM),
     'tiny': _tiny,
 }
 

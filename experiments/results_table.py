@@ -1,6 +1,7 @@
 """Collects finished runs into the README's result tables (mean ± spread over seeds).
 
     python -m experiments.results_table runs/ptb/*  [--metric bpc] [--paper lstm=1.312,...] [--json out]
+        [--group workdir] [--z-rank]
 
 Each argument is a workdir written by `launch.py`. Runs are grouped by config variant; for each group the
 table gives the data source (e.g. CIFAR-10's 'jpeg-copy'), the parameter count, the number of seeds,
@@ -8,6 +9,10 @@ training steps, wall time (from the start of the run to its last training step, 
 included) and the final validation and test metric of the
 best checkpoint (the `final_valid/*`, `final_test/*` records of metrics.jsonl) as mean ± standard deviation
 over seeds (population std; a single seed shows no spread), then every seed's value.
+`--group workdir` groups by the workdir's name less its `_s<seed>` suffix instead of by the config variant
+(for runs that differ only by command-line overrides). `--z-rank` adds the HyperLSTM's z effective rank
+(experiments/z_rank.py: entropy effective rank of the composite maps ĥ -> d_h and ĥ -> d_x, mean over
+layers, gates and seeds), read from each run's best checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import statistics
 import sys
 from typing import Any
@@ -59,17 +65,32 @@ def _mean_std(values: list[float], scale: float, digits: int) -> str:
   return f'{mean:.{digits}f} ± {statistics.pstdev(values) * scale:.{digits}f}'
 
 
+def group_name(run: dict[str, Any], group_by: str = 'variant') -> str:
+  """The row a run belongs to: its config variant, or ('workdir') its workdir name less `_s<seed>`."""
+  if group_by == 'variant':
+    return run['variant']
+  if group_by == 'workdir':
+    return re.sub(r'_s\d+$', '', os.path.basename(os.path.normpath(run['workdir'])))
+  raise ValueError(f"group_by must be 'variant' or 'workdir', got {group_by!r}")
+
+
 def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None = None,
-          percent: bool = False) -> str:
-  """Markdown table, one row per variant in order of first appearance."""
+          percent: bool = False, group_by: str = 'variant') -> str:
+  """Markdown table, one row per variant (or workdir group) in order of first appearance.
+
+  Runs with a 'z_rank' entry ({'h': rank, 'x': rank}) add a last column 'z rank h / x' (mean over seeds).
+  """
   groups: dict[str, list[dict[str, Any]]] = collections.OrderedDict()
   for run in runs:
-    groups.setdefault(run['variant'], []).append(run)
+    groups.setdefault(group_name(run, group_by), []).append(run)
+  with_z = any('z_rank' in run for run in runs)
   scale, digits, unit = (100.0, 2, f'{metric} (%)') if percent else (1.0, 3, metric)
-  head = ['variant', 'data', 'params', 'seeds', 'steps', 'wall (min)', f'valid {unit}', f'test {unit}',
-          'test per seed']
+  head = ['variant' if group_by == 'variant' else 'row', 'data', 'params', 'seeds', 'steps', 'wall (min)',
+          f'valid {unit}', f'test {unit}', 'test per seed']
   if paper:
     head.append('paper test')
+  if with_z:
+    head.append('z rank h / x')
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for variant, group in groups.items():
     group.sort(key=lambda r: r['seed'])
@@ -82,6 +103,10 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
            ', '.join(f'{r["test"] * scale:.{digits}f}' for r in group)]
     if paper:
       row.append(paper.get(variant, ''))
+    if with_z:
+      ranked = [r['z_rank'] for r in group if 'z_rank' in r]
+      row.append(' / '.join(f'{statistics.fmean(z[s] for z in ranked):.2f}' for s in ('h', 'x'))
+                 if ranked else '')
     lines.append('| ' + ' | '.join(row) + ' |')
   return '\n'.join(lines)
 
@@ -93,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--percent', action='store_true', help='show the metric x100 (error rates)')
   parser.add_argument('--paper', default='', help='variant=value,... shown in a "paper test" column')
   parser.add_argument('--json', default=None, help='also write every run summary to this JSON file')
+  parser.add_argument('--group', default='variant', choices=('variant', 'workdir'),
+                      help="rows by config variant, or by workdir name less '_s<seed>'")
+  parser.add_argument('--z-rank', action='store_true',
+                      help="add the HyperLSTM's z effective rank (loads each run's best checkpoint)")
   args = parser.parse_args(argv)
   runs, skipped = [], []
   for workdir in args.workdirs:
@@ -105,8 +134,18 @@ def main(argv: list[str] | None = None) -> int:
   if not runs:
     print('error: no finished runs among the given workdirs', file=sys.stderr)
     return 1
+  if args.z_rank:
+    # Loads JAX and the checkpoints: only when asked.
+    from experiments import z_rank
+    for run in runs:
+      try:
+        mean = z_rank.workdir_ranks(run['workdir'])['mean']
+      except (OSError, ValueError, RuntimeError) as e:
+        print(f'no z rank for {run["workdir"]}: {e}', file=sys.stderr)
+        continue
+      run['z_rank'] = {s: mean[s]['composite_rank'] for s in ('h', 'x')}
   paper = dict(item.split('=', 1) for item in args.paper.split(',') if item) or None
-  print(table(runs, args.metric, paper, args.percent))
+  print(table(runs, args.metric, paper, args.percent, args.group))
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(runs, f, indent=2)

@@ -57,3 +57,18 @@ def test_unfinished_run_is_refused_with_its_path(tmp_path, capsys):
     results_table.read_run(d, 'bpc')
   assert results_table.main([d, os.path.join(tmp_path, 'missing')]) == 1
   assert 'no finished runs' in capsys.readouterr().err
+
+
+def test_group_by_workdir_and_z_rank_column(tmp_path):
+  """Runs that differ only by overrides share a variant; `group_by='workdir'` separates them by name."""
+  dirs = [_write_run(tmp_path, 'cpu_hyperlstm256_nz16_s0', 'cpu_hyperlstm256', 0, test=1.5, valid=1.6),
+          _write_run(tmp_path, 'cpu_hyperlstm256_nz16_s1', 'cpu_hyperlstm256', 1, test=1.7, valid=1.8),
+          _write_run(tmp_path, 'cpu_hyperlstm256_s0', 'cpu_hyperlstm256', 0, test=1.4, valid=1.45)]
+  runs = [results_table.read_run(d, 'bpc') for d in dirs]
+  assert len(results_table.table(runs, 'bpc').splitlines()) == 3  # one variant
+  runs[0]['z_rank'], runs[1]['z_rank'] = {'h': 1.0, 'x': 2.0}, {'h': 2.0, 'x': 3.0}
+  lines = results_table.table(runs, 'bpc', group_by='workdir').splitlines()
+  assert len(lines) == 4 and lines[0].endswith('| z rank h / x |')
+  nz16, nz4 = lines[2].split(' | '), lines[3].split(' | ')
+  assert nz16[0] == '| `cpu_hyperlstm256_nz16`' and nz16[7] == '1.600 ± 0.100' and nz16[9] == '1.50 / 2.50 |'
+  assert nz4[0] == '| `cpu_hyperlstm256`' and nz4[9] == ' |'  # no rank for that row
