@@ -56,9 +56,9 @@ def _z(apply, *, embedding_size: int | None = None, z_init: str | None = None, p
   def apply_z(config: ml_collections.ConfigDict) -> None:
     apply(config)
     if embedding_size is not None:
-      config.model.embedding_size = embedding_size
+      config.model.cell.embedding_size = embedding_size
     if z_init is not None:
-      config.model.z_init = z_init
+      config.model.cell.z_init = z_init
     if not paper:
       config.paper.params = config.paper.test = ''
   return apply_z

@@ -4,7 +4,7 @@
 
 Per layer and per gate g, the HyperLSTM (eq. 5-8, A.2.2) maps the hyper state ĥ to the weight scalings by
     z_h = W_ĥh ĥ + b_ĥh   (`z_h_kernel[:, g, :]`, [hyper, N_z]),   d_h = W_hz z_h   (`scale_h[g]`, [N_z, units]),
-and likewise z_x, d_x (`z_x_kernel`, `scale_x`) and the generated bias (`z_b_kernel`, `bias_z`; its W_ĥb is
+and likewise z_x, d_x (`z_x_kernel`, `scale_x`) and the generated bias (`z_b_kernel`, `bias_projection`, named `bias_z` before 2026-12; its W_ĥb is
 random at init in every variant, so it is the control). For each of these matrices, and for the composite
 W_ĥh W_hz ([hyper, units], the map from ĥ to d_h whose rank is what reaches the main LSTM), this module
 reports its singular values, the entropy effective rank of Roy & Vetterli (2007),
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 GATES = ('i', 'j', 'f', 'o')  # Gate order of hyper/cells.py (input, candidate, forget, output).
-SOURCES = {'h': ('z_h_kernel', 'scale_h'), 'x': ('z_x_kernel', 'scale_x'), 'b': ('z_b_kernel', 'bias_z')}
+SOURCES = {'h': ('z_h_kernel', 'scale_h'), 'x': ('z_x_kernel', 'scale_x'), 'b': ('z_b_kernel', 'bias_projection')}
 
 
 def singular_values(matrix: np.ndarray) -> np.ndarray:
@@ -80,6 +80,8 @@ def hyper_layers(params: Any) -> dict[str, dict[str, np.ndarray]]:
   def walk(tree, path):
     if not hasattr(tree, 'keys'):
       return
+    if 'bias_z' in tree and 'bias_projection' not in tree:  # Checkpoints written before the rename.
+      tree = {('bias_projection' if k == 'bias_z' else k): v for k, v in tree.items()}
     if all(name in tree for pair in SOURCES.values() for name in pair):
       found['/'.join(path)] = {k: np.asarray(getattr(v, 'value', v)) for k, v in tree.items()}
       return

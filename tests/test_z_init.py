@@ -139,14 +139,14 @@ def _flat(tree, prefix=''):
 
 @pytest.mark.parametrize('variant,base,changes', [
     ('cpu_ln_hyperlstm256_nz16_randemb', 'cpu_ln_hyperlstm256',
-     {'model.embedding_size': 16, 'model.z_init': 'random_embedding'}),
-    ('cpu_hyperlstm256_randemb', 'cpu_hyperlstm256', {'model.z_init': 'random_embedding'}),
-    ('cpu_hyperlstm256_nz16', 'cpu_hyperlstm256', {'model.embedding_size': 16}),
+     {'model.cell.embedding_size': 16, 'model.cell.z_init': 'random_embedding'}),
+    ('cpu_hyperlstm256_randemb', 'cpu_hyperlstm256', {'model.cell.z_init': 'random_embedding'}),
+    ('cpu_hyperlstm256_nz16', 'cpu_hyperlstm256', {'model.cell.embedding_size': 16}),
     ('ln_hyperlstm1000_nz16_randemb', 'ln_hyperlstm1000_nz16',
-     {'model.z_init': 'random_embedding', 'paper.params': '', 'paper.test': ''}),
+     {'model.cell.z_init': 'random_embedding', 'paper.params': '', 'paper.test': ''}),
 ])
 def test_issue_15_variants_are_their_base_row_plus_the_z_settings(variant, base, changes):
-  """The README's runs were launched as `<base> --config.model.embedding_size=.. --config.model.z_init=..`."""
+  """The README's runs were launched as `<base> --config.model.embedding_size=.. --config.model.z_init=.. (now --config.model.cell.*)`."""
   from configs import ptb_char
   new, old = (_flat(ptb_char.get_config(v).to_dict()) for v in (variant, base))
   diff = {k: new.get(k) for k in set(new) | set(old) if new.get(k) != old.get(k)}
@@ -166,7 +166,7 @@ def _hand_made_layer():
   proj[0] = 0.0
   proj[0, 0, 0] = proj[0, 1, 1] = 2.0
   return {'z_h_kernel': embed, 'scale_h': proj, 'z_x_kernel': embed, 'scale_x': proj,
-          'z_b_kernel': embed, 'bias_z': proj, 'z_h_bias': np.ones((4, NZ))}
+          'z_b_kernel': embed, 'bias_projection': proj, 'z_h_bias': np.ones((4, NZ))}
 
 
 def test_z_rank_on_known_ranks():
