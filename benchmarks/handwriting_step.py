@@ -25,8 +25,8 @@ from hyper import cells
 from hyper.handwriting import HandwritingModel
 
 SIZES = {
-    'paper': {'lstm': 900, 'ln_lstm': 1000, 'hyperlstm': 900, 'ln_hyperlstm': 900, 'hyper': 128},
-    'cpu': {'lstm': 256, 'ln_lstm': 256, 'hyperlstm': 256, 'ln_hyperlstm': 256, 'hyper': 64},
+  'paper': {'lstm': 900, 'ln_lstm': 1000, 'hyperlstm': 900, 'ln_hyperlstm': 900, 'hyper': 128},
+  'cpu': {'lstm': 256, 'ln_lstm': 256, 'hyperlstm': 256, 'ln_hyperlstm': 256, 'hyper': 64},
 }
 
 
@@ -56,6 +56,7 @@ def measure(name: str, size: dict, batch: int, length: int, repeats: int) -> dic
     def loss_fn(p):
       out, new_carry = model.apply({'params': p}, x, carry, reset=reset, mask=mask)
       return model.nll(out, y, mask).sum() / mask.sum(), new_carry
+
     (loss, new_carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, new_carry, loss
@@ -73,9 +74,16 @@ def measure(name: str, size: dict, batch: int, length: int, repeats: int) -> dic
     loss.block_until_ready()
     times.append(time.perf_counter() - start)
   seconds = statistics.median(times)
-  return {'cell': name, 'units': size[name], 'batch': batch, 'length': length, 'step_s': seconds,
-          'points_per_s': batch * length / seconds, 'temp_bytes': int(temp),
-          'temp_bytes_per_step': temp / length}
+  return {
+    'cell': name,
+    'units': size[name],
+    'batch': batch,
+    'length': length,
+    'step_s': seconds,
+    'points_per_s': batch * length / seconds,
+    'temp_bytes': int(temp),
+    'temp_bytes_per_step': temp / length,
+  }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   size = SIZES[args.size]
   lengths = [int(t) for t in args.lengths.split(',')]
-  print(f'# handwriting training step, size={args.size}, batch {args.batch}, jax {jax.__version__}, '
-        f'{jax.devices()[0].platform} ({platform.processor() or platform.machine()})')
+  print(
+    f'# handwriting training step, size={args.size}, batch {args.batch}, jax {jax.__version__}, '
+    f'{jax.devices()[0].platform} ({platform.processor() or platform.machine()})'
+  )
   print(f'{"cell":<14}{"units":>6}{"T":>6}{"step s":>9}{"points/s":>11}{"vs T0":>7}{"XLA temp MB/step":>18}')
   rows = []
   for name in args.cells.split(','):
@@ -100,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
       first = first or row['points_per_s']
       row['relative_to_first_length'] = row['points_per_s'] / first
       rows.append(row)
-      print(f'{name:<14}{row["units"]:>6}{length:>6}{row["step_s"]:>9.3f}{row["points_per_s"]:>11,.0f}'
-            f'{row["relative_to_first_length"]:>7.2f}{row["temp_bytes_per_step"] / 1e6:>18.3f}', flush=True)
+      print(
+        f'{name:<14}{row["units"]:>6}{length:>6}{row["step_s"]:>9.3f}{row["points_per_s"]:>11,.0f}'
+        f'{row["relative_to_first_length"]:>7.2f}{row["temp_bytes_per_step"] / 1e6:>18.3f}',
+        flush=True,
+      )
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(rows, f, indent=1)

@@ -31,8 +31,8 @@ from experiments.tasks import translation
 from hyper import seq2seq
 
 SIZES = {
-    'cpu': dict(variant='cpu_{cell}', batch=64, length=32, beam_batch=16),
-    'gnmt': dict(variant='gnmt_{cell}', batch=128, length=32, beam_batch=32),
+  'cpu': dict(variant='cpu_{cell}', batch=64, length=32, beam_batch=16),
+  'gnmt': dict(variant='gnmt_{cell}', batch=128, length=32, beam_batch=32),
 }
 
 
@@ -65,8 +65,13 @@ def bench(size: str, cell: str, steps: int, beam: int) -> dict:
   params, _ = jax.jit(task.init_variables)(key)
   b, n = s['batch'], s['length']
   ids = jax.random.randint(key, (b, n), 4, vocab, jnp.int32)
-  batch = {'src': ids, 'src_len': jnp.full((b,), n, jnp.int32), 'tgt_in': ids, 'tgt_out': ids,
-           'tgt_mask': jnp.ones((b, n), jnp.float32)}
+  batch = {
+    'src': ids,
+    'src_len': jnp.full((b,), n, jnp.int32),
+    'tgt_in': ids,
+    'tgt_out': ids,
+    'tgt_mask': jnp.ones((b, n), jnp.float32),
+  }
   tx = optax.adam(1e-3)
   opt = tx.init(params)
 
@@ -78,14 +83,32 @@ def bench(size: str, cell: str, steps: int, beam: int) -> dict:
 
   step_s, compile_s = time_it(lambda: train_step(params, opt), steps)
   bb = s['beam_batch']
-  decode = jax.jit(lambda p: seq2seq.beam_search_decode(
-      model, {'params': p}, ids[:bb], batch['src_len'][:bb], beam_size=beam, max_len=n + 5,
-      bos_id=1, eos_id=2, alpha=0.6)[0])
+  decode = jax.jit(
+    lambda p: seq2seq.beam_search_decode(
+      model,
+      {'params': p},
+      ids[:bb],
+      batch['src_len'][:bb],
+      beam_size=beam,
+      max_len=n + 5,
+      bos_id=1,
+      eos_id=2,
+      alpha=0.6,
+    )[0]
+  )
   beam_s, beam_compile_s = time_it(lambda: decode(params), max(1, steps // 2))
   count = sum(x.size for x in jax.tree.leaves(params))
-  return {'size': size, 'cell': cell, 'params': count, 'tokens_per_s': 2 * b * n / step_s,
-          'step_s': step_s, 'compile_s': compile_s, 'beam': beam, 'beam_sentences_per_s': bb / beam_s,
-          'beam_compile_s': beam_compile_s}
+  return {
+    'size': size,
+    'cell': cell,
+    'params': count,
+    'tokens_per_s': 2 * b * n / step_s,
+    'step_s': step_s,
+    'compile_s': compile_s,
+    'beam': beam,
+    'beam_sentences_per_s': bb / beam_s,
+    'beam_compile_s': beam_compile_s,
+  }
 
 
 def main() -> None:
@@ -101,9 +124,12 @@ def main() -> None:
   for cell in args.cells.split(','):
     r = bench(args.size, cell, args.steps, args.beam)
     rows.append(r)
-    print(f'{cell:>13}: {r["params"] / 1e6:7.2f}M params, train {r["tokens_per_s"]:9.0f} tokens/s '
-          f'({r["step_s"] * 1e3:.0f} ms/step, compile {r["compile_s"]:.0f} s), beam {r["beam"]}: '
-          f'{r["beam_sentences_per_s"]:.1f} sentences/s', flush=True)
+    print(
+      f'{cell:>13}: {r["params"] / 1e6:7.2f}M params, train {r["tokens_per_s"]:9.0f} tokens/s '
+      f'({r["step_s"] * 1e3:.0f} ms/step, compile {r["compile_s"]:.0f} s), beam {r["beam"]}: '
+      f'{r["beam_sentences_per_s"]:.1f} sentences/s',
+      flush=True,
+    )
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(rows, f, indent=2)

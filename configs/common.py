@@ -75,13 +75,18 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def select_variant(family: str, variants: Mapping[str, Callable[[ml_collections.ConfigDict], None]],
-                   arg: str | None, default: str) -> ml_collections.ConfigDict:
+def select_variant(
+  family: str,
+  variants: Mapping[str, Callable[[ml_collections.ConfigDict], None]],
+  arg: str | None,
+  default: str,
+) -> ml_collections.ConfigDict:
   """Builds the base config and applies the named variant; unknown names give a one-line error."""
   name = arg or default
   if name not in variants:
-    raise ValueError(f'unknown variant {name!r} for configs/{family}.py; '
-                     f'choose one of: {", ".join(variants)}')
+    raise ValueError(
+      f'unknown variant {name!r} for configs/{family}.py; choose one of: {", ".join(variants)}'
+    )
   config = base_config()
   config.family = family
   config.variant = name
@@ -89,10 +94,25 @@ def select_variant(family: str, variants: Mapping[str, Callable[[ml_collections.
   return config
 
 
-def char_lm(config: ml_collections.ConfigDict, *, cell: str, features: int, num_layers: int,
-            hyper_features: int, embedding_size: int, keep_input: float, keep_output: float,
-            keep_recurrent: float, data: str, seq_len: int, batch_size: int, learning_rate: float,
-            grad_clip_norm: float, num_epochs: float, eval_every_steps: int) -> None:
+def char_lm(
+  config: ml_collections.ConfigDict,
+  *,
+  cell: str,
+  features: int,
+  num_layers: int,
+  hyper_features: int,
+  embedding_size: int,
+  keep_input: float,
+  keep_output: float,
+  keep_recurrent: float,
+  data: str,
+  seq_len: int,
+  batch_size: int,
+  learning_rate: float,
+  grad_clip_norm: float,
+  num_epochs: float,
+  eval_every_steps: int,
+) -> None:
   """Fills the char_lm task fields; the family file passes every paper value explicitly.
 
   experiments/models.py builds the model: config.model.cell (minus its name) goes straight to the cell
@@ -119,7 +139,9 @@ def char_lm(config: ml_collections.ConfigDict, *, cell: str, features: int, num_
     c.remat = True  # Recompute the step's elementwise work in the backward pass (speed/memory, same values).
   if cell == 'hyperrnn':
     c.weights = 'scaled'  # HyperRNN weight form: 'scaled' (eq. 8, memory-efficient) or 'full' (eq. 6-7).
-  c.dtype = 'float32'  # Computation dtype ('bfloat16' for speed on accelerators); the softmax head follows it.
+  c.dtype = (
+    'float32'  # Computation dtype ('bfloat16' for speed on accelerators); the softmax head follows it.
+  )
   m.num_layers = num_layers  # Stacked recurrent layers.
   m.input_dropout = round(1.0 - keep_input, 6)  # Dropout rate on the one-hot input (1 - keep prob).
   m.output_dropout = round(1.0 - keep_output, 6)  # Dropout rate on the top layer's output.
@@ -142,10 +164,25 @@ def char_lm(config: ml_collections.ConfigDict, *, cell: str, features: int, num_
   config.eval.metric = 'bpc'
 
 
-def image(config: ml_collections.ConfigDict, *, data: str, model: str, hyper: bool, depth: int,
-          width: int, embedding_size: int, batch_size: int, optimizer: str, learning_rate: float,
-          schedule: str, decay_epochs: tuple[float, ...], decay_factor: float, weight_decay: float,
-          num_epochs: float, eval_every_steps: int) -> None:
+def image(
+  config: ml_collections.ConfigDict,
+  *,
+  data: str,
+  model: str,
+  hyper: bool,
+  depth: int,
+  width: int,
+  embedding_size: int,
+  batch_size: int,
+  optimizer: str,
+  learning_rate: float,
+  schedule: str,
+  decay_epochs: tuple[float, ...],
+  decay_factor: float,
+  weight_decay: float,
+  num_epochs: float,
+  eval_every_steps: int,
+) -> None:
   """Fills the image task fields; the family file passes every paper value explicitly."""
   config.task = 'image'
   m = config.model
@@ -193,40 +230,40 @@ TASK_MODES = {'char_lm': ('train', 'eval', 'sample', 'summary'), 'image': ('trai
 
 _STEPS = v.integer(1)
 CHECKS = {
-    'seed': v.integer(0),
-    'family': v.text(),
-    'variant': v.text(),
-    'paper.*': v.text(),
-    'train.batch_size': v.integer(1),
-    'train.num_steps': v.integer(1, also=(-1,)),
-    'train.num_epochs': v.number(0, open_min=True, also=(-1,)),
-    'train.optimizer': v.one_of(*OPTIMIZERS),
-    'train.learning_rate': v.number(0, open_min=True),
-    'train.momentum': v.number(0, 1, open_max=True),
-    'train.schedule': v.one_of(*SCHEDULES),
-    'train.decay_epochs': v.sequence_of(v.number(0, open_min=True), increasing=True),
-    'train.decay_factor': v.number(0, 1, open_min=True),
-    'train.weight_decay': v.number(0),
-    'train.grad_clip_norm': v.number(0),
-    'eval.every_steps': _STEPS,
-    'eval.splits': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
-    'eval.batch_size': v.integer(1),
-    'eval.max_batches': v.integer(1, also=(-1,)),
-    'eval.metric': v.text(nonempty=True),
-    'eval.patience': v.integer(1, also=(-1,)),
-    'checkpoint.every_steps': _STEPS,
-    'checkpoint.keep': v.integer(1),
-    'checkpoint.async_save': v.boolean(),
-    'checkpoint.stop_sync_every_steps': v.integer(1),
-    'log.every_steps': _STEPS,
-    'mesh.axes': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
-    'mesh.shape': v.sequence_of(v.integer(1, also=(-1,)), nonempty=True),
-    'mesh.shard_min_size': v.integer(0),
-    'sample.length': v.integer(0),
-    'sample.temperature': v.number(0, open_min=True),
-    'sample.prime': v.text(),
-    'plots.weight_change': v.boolean(),
-    'plots.length': v.integer(1),
+  'seed': v.integer(0),
+  'family': v.text(),
+  'variant': v.text(),
+  'paper.*': v.text(),
+  'train.batch_size': v.integer(1),
+  'train.num_steps': v.integer(1, also=(-1,)),
+  'train.num_epochs': v.number(0, open_min=True, also=(-1,)),
+  'train.optimizer': v.one_of(*OPTIMIZERS),
+  'train.learning_rate': v.number(0, open_min=True),
+  'train.momentum': v.number(0, 1, open_max=True),
+  'train.schedule': v.one_of(*SCHEDULES),
+  'train.decay_epochs': v.sequence_of(v.number(0, open_min=True), increasing=True),
+  'train.decay_factor': v.number(0, 1, open_min=True),
+  'train.weight_decay': v.number(0),
+  'train.grad_clip_norm': v.number(0),
+  'eval.every_steps': _STEPS,
+  'eval.splits': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
+  'eval.batch_size': v.integer(1),
+  'eval.max_batches': v.integer(1, also=(-1,)),
+  'eval.metric': v.text(nonempty=True),
+  'eval.patience': v.integer(1, also=(-1,)),
+  'checkpoint.every_steps': _STEPS,
+  'checkpoint.keep': v.integer(1),
+  'checkpoint.async_save': v.boolean(),
+  'checkpoint.stop_sync_every_steps': v.integer(1),
+  'log.every_steps': _STEPS,
+  'mesh.axes': v.sequence_of(v.text(nonempty=True), nonempty=True, distinct=True),
+  'mesh.shape': v.sequence_of(v.integer(1, also=(-1,)), nonempty=True),
+  'mesh.shard_min_size': v.integer(0),
+  'sample.length': v.integer(0),
+  'sample.temperature': v.number(0, open_min=True),
+  'sample.prime': v.text(),
+  'plots.weight_change': v.boolean(),
+  'plots.length': v.integer(1),
 }
 
 
@@ -234,74 +271,85 @@ def _one_duration(config: ml_collections.ConfigDict) -> None:
   t = config.train
   if (t.num_steps == -1) == (t.num_epochs == -1):
     field = 'train.num_epochs' if t.num_steps == -1 else 'train.num_steps'
-    raise v.ConfigError(field, f'give the run length once: train.num_steps ({t.num_steps}) or '
-                        f'train.num_epochs ({t.num_epochs}), the other -1')
+    raise v.ConfigError(
+      field,
+      f'give the run length once: train.num_steps ({t.num_steps}) or '
+      f'train.num_epochs ({t.num_epochs}), the other -1',
+    )
 
 
 def _mesh_matches_axes(config: ml_collections.ConfigDict) -> None:
   shape, axes = tuple(config.mesh.shape), tuple(config.mesh.axes)
   if len(shape) != len(axes):
-    raise v.ConfigError('mesh.shape', f'{shape} has {len(shape)} entries for the {len(axes)} axes {axes}; '
-                        f'allowed: one size per axis')
+    raise v.ConfigError(
+      'mesh.shape',
+      f'{shape} has {len(shape)} entries for the {len(axes)} axes {axes}; allowed: one size per axis',
+    )
   if list(shape).count(-1) > 1:
     raise v.ConfigError('mesh.shape', f'{shape} holds more than one -1; allowed: at most one -1')
   if 'data' not in axes:
-    raise v.ConfigError('mesh.axes', f"{axes} lacks 'data' (batches are split along it); allowed: "
-                        f"axes including 'data', e.g. ('data', 'model')")
+    raise v.ConfigError(
+      'mesh.axes',
+      f"{axes} lacks 'data' (batches are split along it); allowed: "
+      f"axes including 'data', e.g. ('data', 'model')",
+    )
 
 
 RULES = (_one_duration, _mesh_matches_axes)
 
 _CHAR_LM_CHECKS = {
-    'model.cell': v.one_of(*CELL_NAMES),  # A name, or (below) a ConfigDict of cell options.
-    'model.cell.name': v.one_of(*CELL_NAMES),
-    'model.*features': v.integer(1),
-    'model.*units': v.integer(1),
-    'model.*embedding_size': v.integer(1),
-    'model.*num_layers': v.integer(1),
-    'model.*dropout': v.number(0, 1, open_max=True),
-    'model.*z_init': v.one_of(*Z_INITS),
-    'model.*dtype': v.one_of('float32', 'bfloat16', 'float16'),
-    'model.*layer_norm': v.boolean(),
-    'model.*unroll': v.integer(1),
-    'model.*remat': v.boolean(),
-    'model.*forget_bias': v.number(),
-    'model.*hyper_output': v.one_of('current', 'previous'),
-    'model.*weights': v.one_of('scaled', 'full'),
-    'data.name': v.Check(  # experiments.data.text.load_char_corpus: a corpus, or ids prepared by export_ids.
-      f'{", ".join(map(repr, CHAR_DATA))}, or the path of a prepared .npz',
-      lambda x: x in CHAR_DATA or (isinstance(x, str) and x.endswith('.npz')),
-    ),
-    'data.seq_len': v.integer(1),
-    'data.manual_dir': v.text(),
-    'data.data_dir': v.text(),
-    'eval.splits': v.sequence_of(v.one_of(*SPLITS), nonempty=True, distinct=True),
-    'eval.metric': v.one_of('loss', 'bpc'),
+  'model.cell': v.one_of(*CELL_NAMES),  # A name, or (below) a ConfigDict of cell options.
+  'model.cell.name': v.one_of(*CELL_NAMES),
+  'model.*features': v.integer(1),
+  'model.*units': v.integer(1),
+  'model.*embedding_size': v.integer(1),
+  'model.*num_layers': v.integer(1),
+  'model.*dropout': v.number(0, 1, open_max=True),
+  'model.*z_init': v.one_of(*Z_INITS),
+  'model.*dtype': v.one_of('float32', 'bfloat16', 'float16'),
+  'model.*layer_norm': v.boolean(),
+  'model.*unroll': v.integer(1),
+  'model.*remat': v.boolean(),
+  'model.*forget_bias': v.number(),
+  'model.*hyper_output': v.one_of('current', 'previous'),
+  'model.*weights': v.one_of('scaled', 'full'),
+  'data.name': v.Check(  # experiments.data.text.load_char_corpus: a corpus, or ids prepared by export_ids.
+    f'{", ".join(map(repr, CHAR_DATA))}, or the path of a prepared .npz',
+    lambda x: x in CHAR_DATA or (isinstance(x, str) and x.endswith('.npz')),
+  ),
+  'data.seq_len': v.integer(1),
+  'data.manual_dir': v.text(),
+  'data.data_dir': v.text(),
+  'eval.splits': v.sequence_of(v.one_of(*SPLITS), nonempty=True, distinct=True),
+  'eval.metric': v.one_of('loss', 'bpc'),
 }
 
 _IMAGE_CHECKS = {
-    'model.name': v.one_of(*IMAGE_MODELS),
-    'model.hyper': v.boolean(),
-    'model.depth': v.integer(0),
-    'model.width': v.integer(0),
-    'model.embedding_size': v.integer(1),
-    'model.num_classes': v.integer(2),
-    'data.name': v.one_of(*IMAGE_DATA),
-    'data.manual_dir': v.text(),
-    'data.data_dir': v.text(),
-    'data.augment': v.boolean(),
-    'data.synthetic': v.boolean(),
-    'data.synthetic_size': v.integer(1),
-    'eval.splits': v.sequence_of(v.one_of(*SPLITS), nonempty=True, distinct=True),
-    'eval.metric': v.one_of('loss', 'error_rate'),
+  'model.name': v.one_of(*IMAGE_MODELS),
+  'model.hyper': v.boolean(),
+  'model.depth': v.integer(0),
+  'model.width': v.integer(0),
+  'model.embedding_size': v.integer(1),
+  'model.num_classes': v.integer(2),
+  'data.name': v.one_of(*IMAGE_DATA),
+  'data.manual_dir': v.text(),
+  'data.data_dir': v.text(),
+  'data.augment': v.boolean(),
+  'data.synthetic': v.boolean(),
+  'data.synthetic_size': v.integer(1),
+  'eval.splits': v.sequence_of(v.one_of(*SPLITS), nonempty=True, distinct=True),
+  'eval.metric': v.one_of('loss', 'error_rate'),
 }
 
 
 def _synthetic_images_fill_a_batch(config: ml_collections.ConfigDict) -> None:
   d = config.data
   if d.synthetic and d.synthetic_size < config.train.batch_size:
-    raise v.ConfigError('data.synthetic_size', f'{d.synthetic_size} images cannot fill a batch of '
-                        f'{config.train.batch_size}; allowed: >= train.batch_size')
+    raise v.ConfigError(
+      'data.synthetic_size',
+      f'{d.synthetic_size} images cannot fill a batch of '
+      f'{config.train.batch_size}; allowed: >= train.batch_size',
+    )
 
 
 TASK_CHECKS = {'char_lm': _CHAR_LM_CHECKS, 'image': _IMAGE_CHECKS}

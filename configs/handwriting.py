@@ -20,8 +20,14 @@ import ml_collections
 from configs import common
 
 
-def _cell(name: str, features: int, *, hyper_features: int = 128, embedding_size: int = 4,
-          recurrent_dropout: float = 0.0) -> ml_collections.ConfigDict:
+def _cell(
+  name: str,
+  features: int,
+  *,
+  hyper_features: int = 128,
+  embedding_size: int = 4,
+  recurrent_dropout: float = 0.0,
+) -> ml_collections.ConfigDict:
   cell = ml_collections.ConfigDict()
   cell.name = name  # 'lstm' | 'ln_lstm' | 'hyperlstm' | 'ln_hyperlstm' (tasks/handwriting.py make_cell).
   cell.features = features  # Units of the main LSTM (N_h).
@@ -32,9 +38,19 @@ def _cell(name: str, features: int, *, hyper_features: int = 128, embedding_size
   return cell
 
 
-def handwriting(config: ml_collections.ConfigDict, *, cell: ml_collections.ConfigDict, data: str,
-                batch_size: int, window: int, min_length: int, learning_rate: float, grad_clip_norm: float,
-                eval_every_steps: int, num_layers: int = 1) -> None:
+def handwriting(
+  config: ml_collections.ConfigDict,
+  *,
+  cell: ml_collections.ConfigDict,
+  data: str,
+  batch_size: int,
+  window: int,
+  min_length: int,
+  learning_rate: float,
+  grad_clip_norm: float,
+  eval_every_steps: int,
+  num_layers: int = 1,
+) -> None:
   """Fills the handwriting task fields; every row passes its values explicitly."""
   config.task = 'handwriting'
   m = config.model
@@ -77,35 +93,73 @@ def handwriting(config: ml_collections.ConfigDict, *, cell: ml_collections.Confi
 def _paper_row(name: str, features: int, test: str):
   def apply(config: ml_collections.ConfigDict) -> None:
     config.paper.test = f'{test} nats'  # Table 5 (validation log-loss on IAM-OnDB).
-    handwriting(config, cell=_cell(name, features), data='iam_ondb', batch_size=32, window=300,
-                min_length=300, learning_rate=0.001, grad_clip_norm=1.0,  # ours
-                eval_every_steps=1000)
+    handwriting(
+      config,
+      cell=_cell(name, features),
+      data='iam_ondb',
+      batch_size=32,
+      window=300,
+      min_length=300,
+      learning_rate=0.001,
+      grad_clip_norm=1.0,  # ours
+      eval_every_steps=1000,
+    )
     config.train.num_epochs = 100.0  # Upper bound (ours); early stopping on validation nats per line.
     config.eval.patience = 10
     config.eval.splits = ('valid',)  # Graves' split has no separate test set.
+
   return apply
 
 
 def _cpu_row(name: str, features: int = 256):
   """The four cells at 256 units (hyper 64) on UNIPEN lines for an equal step budget (README)."""
+
   def apply(config: ml_collections.ConfigDict) -> None:
-    handwriting(config, cell=_cell(name, features, hyper_features=64), data='unipen_lines', batch_size=32,
-                window=300, min_length=300, learning_rate=0.001, grad_clip_norm=1.0, eval_every_steps=1000)
+    handwriting(
+      config,
+      cell=_cell(name, features, hyper_features=64),
+      data='unipen_lines',
+      batch_size=32,
+      window=300,
+      min_length=300,
+      learning_rate=0.001,
+      grad_clip_norm=1.0,
+      eval_every_steps=1000,
+    )
     config.train.num_steps = 3000  # ~6 epochs of the 6,268 training lines of >= 300 points.
     config.checkpoint.every_steps = 500
+
   return apply
 
 
 def _omniglot(config: ml_collections.ConfigDict) -> None:
-  handwriting(config, cell=_cell('ln_hyperlstm', 256, hyper_features=64), data='omniglot', batch_size=32,
-              window=100, min_length=0, learning_rate=0.001, grad_clip_norm=1.0, eval_every_steps=1000)
+  handwriting(
+    config,
+    cell=_cell('ln_hyperlstm', 256, hyper_features=64),
+    data='omniglot',
+    batch_size=32,
+    window=100,
+    min_length=0,
+    learning_rate=0.001,
+    grad_clip_norm=1.0,
+    eval_every_steps=1000,
+  )
   config.train.num_steps = 3000
   config.sample.length = 80
 
 
 def _tiny(config: ml_collections.ConfigDict) -> None:
-  handwriting(config, cell=_cell('hyperlstm', 16, hyper_features=8), data='synthetic', batch_size=4,
-              window=20, min_length=30, learning_rate=0.01, grad_clip_norm=1.0, eval_every_steps=10)
+  handwriting(
+    config,
+    cell=_cell('hyperlstm', 16, hyper_features=8),
+    data='synthetic',
+    batch_size=4,
+    window=20,
+    min_length=30,
+    learning_rate=0.01,
+    grad_clip_norm=1.0,
+    eval_every_steps=10,
+  )
   config.model.num_mixtures = 3
   config.train.num_steps = 30
   config.checkpoint.every_steps = 10
@@ -114,16 +168,16 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
 
 
 VARIANTS = {
-    'lstm900': _paper_row('lstm', 900, '-1055'),
-    'ln_lstm1000': _paper_row('ln_lstm', 1000, '-1106'),
-    'hyperlstm900': _paper_row('hyperlstm', 900, '-1162'),
-    'ln_hyperlstm900': _paper_row('ln_hyperlstm', 900, '-1067'),
-    'cpu_lstm256': _cpu_row('lstm'),
-    'cpu_ln_lstm256': _cpu_row('ln_lstm'),
-    'cpu_hyperlstm256': _cpu_row('hyperlstm'),
-    'cpu_ln_hyperlstm256': _cpu_row('ln_hyperlstm'),
-    'omniglot': _omniglot,
-    'tiny': _tiny,
+  'lstm900': _paper_row('lstm', 900, '-1055'),
+  'ln_lstm1000': _paper_row('ln_lstm', 1000, '-1106'),
+  'hyperlstm900': _paper_row('hyperlstm', 900, '-1162'),
+  'ln_hyperlstm900': _paper_row('ln_hyperlstm', 900, '-1067'),
+  'cpu_lstm256': _cpu_row('lstm'),
+  'cpu_ln_lstm256': _cpu_row('ln_lstm'),
+  'cpu_hyperlstm256': _cpu_row('hyperlstm'),
+  'cpu_ln_hyperlstm256': _cpu_row('ln_hyperlstm'),
+  'omniglot': _omniglot,
+  'tiny': _tiny,
 }
 
 

@@ -13,19 +13,38 @@ import ml_collections
 from configs import common
 
 
-def _row(cell: str, features: int, params: str, test_bpc: str, *, num_layers: int = 1,
-         embedding_size: int = 4, keep: float = 0.9):
+def _row(
+  cell: str,
+  features: int,
+  params: str,
+  test_bpc: str,
+  *,
+  num_layers: int = 1,
+  embedding_size: int = 4,
+  keep: float = 0.9,
+):
   def apply(config: ml_collections.ConfigDict) -> None:
     config.paper.params, config.paper.test = params, f'{test_bpc} bpc'  # Table 3.
     common.char_lm(
-        config, cell=cell, features=features, num_layers=num_layers,
-        hyper_features=128,  # A.3.3: 128 hypernetwork units.
-        embedding_size=embedding_size,  # A.3.3: N_z = 4 (16 for the last two rows of Table 3).
-        keep_input=keep, keep_output=keep, keep_recurrent=keep,  # A.3.3 dropout keep probabilities.
-        data='ptb_char', seq_len=100, batch_size=128, learning_rate=0.001, grad_clip_norm=1.0,
-        num_epochs=100.0,  # Upper bound; early stopping on validation bpc ends the run.
-        eval_every_steps=400)  # ~One epoch: 5.0M train characters / (128 * 100).
+      config,
+      cell=cell,
+      features=features,
+      num_layers=num_layers,
+      hyper_features=128,  # A.3.3: 128 hypernetwork units.
+      embedding_size=embedding_size,  # A.3.3: N_z = 4 (16 for the last two rows of Table 3).
+      keep_input=keep,
+      keep_output=keep,
+      keep_recurrent=keep,  # A.3.3 dropout keep probabilities.
+      data='ptb_char',
+      seq_len=100,
+      batch_size=128,
+      learning_rate=0.001,
+      grad_clip_norm=1.0,
+      num_epochs=100.0,  # Upper bound; early stopping on validation bpc ends the run.
+      eval_every_steps=400,
+    )  # ~One epoch: 5.0M train characters / (128 * 100).
     config.eval.patience = 10  # Evaluations without a better validation bpc before stopping.
+
   return apply
 
 
@@ -37,14 +56,29 @@ def _cpu_row(cell: str, features: int = 256):
   is the parameter-matched control (436,250 parameters against the HyperLSTM's 437,586), the role
   the 1250-unit LSTM plays in Table 3.
   """
+
   def apply(config: ml_collections.ConfigDict) -> None:
     common.char_lm(
-        config, cell=cell, features=features, num_layers=1, hyper_features=64, embedding_size=4,
-        keep_input=0.9, keep_output=0.9, keep_recurrent=0.9,
-        data='ptb_char', seq_len=100, batch_size=32, learning_rate=0.001, grad_clip_norm=1.0,
-        num_epochs=-1.0, eval_every_steps=500)
+      config,
+      cell=cell,
+      features=features,
+      num_layers=1,
+      hyper_features=64,
+      embedding_size=4,
+      keep_input=0.9,
+      keep_output=0.9,
+      keep_recurrent=0.9,
+      data='ptb_char',
+      seq_len=100,
+      batch_size=32,
+      learning_rate=0.001,
+      grad_clip_norm=1.0,
+      num_epochs=-1.0,
+      eval_every_steps=500,
+    )
     config.train.num_steps = 1500  # 4.8M characters, ~0.96 epoch of the training split.
     config.checkpoint.every_steps = 500
+
   return apply
 
 
@@ -53,6 +87,7 @@ def _z(apply, *, embedding_size: int | None = None, z_init: str | None = None, p
 
   `paper=False` clears the paper's count and result: the row is a recommendation, not a Table 3 row.
   """
+
   def apply_z(config: ml_collections.ConfigDict) -> None:
     apply(config)
     if embedding_size is not None:
@@ -61,6 +96,7 @@ def _z(apply, *, embedding_size: int | None = None, z_init: str | None = None, p
       config.model.cell.z_init = z_init
     if not paper:
       config.paper.params = config.paper.test = ''
+
   return apply_z
 
 
@@ -72,10 +108,24 @@ Z_SYM, Z_SYM_SUFFIX = 'random_embedding', 'randemb'
 
 
 def _tiny(config: ml_collections.ConfigDict) -> None:
-  common.char_lm(config, cell='ln_hyperlstm', features=32, num_layers=1, hyper_features=16,
-                 embedding_size=4, keep_input=1.0, keep_output=1.0, keep_recurrent=0.9,
-                 data='synthetic', seq_len=20, batch_size=8, learning_rate=0.01, grad_clip_norm=1.0,
-                 num_epochs=-1.0, eval_every_steps=10)
+  common.char_lm(
+    config,
+    cell='ln_hyperlstm',
+    features=32,
+    num_layers=1,
+    hyper_features=16,
+    embedding_size=4,
+    keep_input=1.0,
+    keep_output=1.0,
+    keep_recurrent=0.9,
+    data='synthetic',
+    seq_len=20,
+    batch_size=8,
+    learning_rate=0.01,
+    grad_clip_norm=1.0,
+    num_epochs=-1.0,
+    eval_every_steps=10,
+  )
   config.train.num_steps = 30
   config.eval.max_batches = 4
   config.checkpoint.every_steps = 10
@@ -84,34 +134,33 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
 
 
 VARIANTS = {
-    'lstm1000': _row('lstm', 1000, '4.25M', '1.312'),
-    'lstm1250': _row('lstm', 1250, '6.57M', '1.306'),
-    'lstm1000_2layer': _row('lstm', 1000, '12.26M', '1.281', num_layers=2),
-    'ln_lstm1000': _row('ln_lstm', 1000, '4.26M', '1.267'),
-    'hyperlstm1000': _row('hyperlstm', 1000, '4.91M', '1.265'),
-    'ln_hyperlstm1000': _row('ln_hyperlstm', 1000, '4.92M', '1.250'),
-    'ln_hyperlstm1000_nz16': _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16,
-                                   keep=0.85),
-    # Recommended (issue 15, no paper result): the N_z 16 row with its z_h, z_x coordinates made distinct.
-    f'ln_hyperlstm1000_nz16_{Z_SYM_SUFFIX}': _z(
-        _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16, keep=0.85), z_init=Z_SYM,
-        paper=False),
-    'ln_hyperlstm1000_2layer': _row('ln_hyperlstm', 1000, '14.41M', '1.219', num_layers=2,
-                                     embedding_size=16, keep=0.80),
-    'cpu_lstm256': _cpu_row('lstm'),
-    'cpu_lstm300': _cpu_row('lstm', features=300),
-    'cpu_ln_lstm256': _cpu_row('ln_lstm'),
-    'cpu_hyperlstm256': _cpu_row('hyperlstm'),
-    'cpu_ln_hyperlstm256': _cpu_row('ln_hyperlstm'),
-    # Issue 15: N_z 16 and the symmetry-broken z init at the CPU size (README, "N_z and the z init").
-    'cpu_hyperlstm256_nz16': _z(_cpu_row('hyperlstm'), embedding_size=16),
-    'cpu_ln_hyperlstm256_nz16': _z(_cpu_row('ln_hyperlstm'), embedding_size=16),
-    f'cpu_hyperlstm256_{Z_SYM_SUFFIX}': _z(_cpu_row('hyperlstm'), z_init=Z_SYM),
-    f'cpu_ln_hyperlstm256_{Z_SYM_SUFFIX}': _z(_cpu_row('ln_hyperlstm'), z_init=Z_SYM),
-    f'cpu_hyperlstm256_nz16_{Z_SYM_SUFFIX}': _z(_cpu_row('hyperlstm'), embedding_size=16, z_init=Z_SYM),
-    f'cpu_ln_hyperlstm256_nz16_{Z_SYM_SUFFIX}': _z(_cpu_row('ln_hyperlstm'), embedding_size=16,
-                                                    z_init=Z_SYM),
-    'tiny': _tiny,
+  'lstm1000': _row('lstm', 1000, '4.25M', '1.312'),
+  'lstm1250': _row('lstm', 1250, '6.57M', '1.306'),
+  'lstm1000_2layer': _row('lstm', 1000, '12.26M', '1.281', num_layers=2),
+  'ln_lstm1000': _row('ln_lstm', 1000, '4.26M', '1.267'),
+  'hyperlstm1000': _row('hyperlstm', 1000, '4.91M', '1.265'),
+  'ln_hyperlstm1000': _row('ln_hyperlstm', 1000, '4.92M', '1.250'),
+  'ln_hyperlstm1000_nz16': _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16, keep=0.85),
+  # Recommended (issue 15, no paper result): the N_z 16 row with its z_h, z_x coordinates made distinct.
+  f'ln_hyperlstm1000_nz16_{Z_SYM_SUFFIX}': _z(
+    _row('ln_hyperlstm', 1000, '5.06M', '1.233', embedding_size=16, keep=0.85), z_init=Z_SYM, paper=False
+  ),
+  'ln_hyperlstm1000_2layer': _row(
+    'ln_hyperlstm', 1000, '14.41M', '1.219', num_layers=2, embedding_size=16, keep=0.80
+  ),
+  'cpu_lstm256': _cpu_row('lstm'),
+  'cpu_lstm300': _cpu_row('lstm', features=300),
+  'cpu_ln_lstm256': _cpu_row('ln_lstm'),
+  'cpu_hyperlstm256': _cpu_row('hyperlstm'),
+  'cpu_ln_hyperlstm256': _cpu_row('ln_hyperlstm'),
+  # Issue 15: N_z 16 and the symmetry-broken z init at the CPU size (README, "N_z and the z init").
+  'cpu_hyperlstm256_nz16': _z(_cpu_row('hyperlstm'), embedding_size=16),
+  'cpu_ln_hyperlstm256_nz16': _z(_cpu_row('ln_hyperlstm'), embedding_size=16),
+  f'cpu_hyperlstm256_{Z_SYM_SUFFIX}': _z(_cpu_row('hyperlstm'), z_init=Z_SYM),
+  f'cpu_ln_hyperlstm256_{Z_SYM_SUFFIX}': _z(_cpu_row('ln_hyperlstm'), z_init=Z_SYM),
+  f'cpu_hyperlstm256_nz16_{Z_SYM_SUFFIX}': _z(_cpu_row('hyperlstm'), embedding_size=16, z_init=Z_SYM),
+  f'cpu_ln_hyperlstm256_nz16_{Z_SYM_SUFFIX}': _z(_cpu_row('ln_hyperlstm'), embedding_size=16, z_init=Z_SYM),
+  'tiny': _tiny,
 }
 
 

@@ -31,11 +31,29 @@ def _cell(name: str, features: int, hyper_features: int, embedding_size: int) ->
   return cell
 
 
-def translation(config: ml_collections.ConfigDict, *, cell: str, features: int, hyper_features: int,
-                embedding_size: int, embed_size: int, encoder_layers: int, decoder_layers: int,
-                dropout: float, data: str, vocab_size: int, buckets: tuple[int, ...],
-                tokens_per_batch: int, learning_rate: float, num_steps: int, eval_every_steps: int,
-                beam_size: int, alpha: float, beta: float, label_smoothing: float) -> None:
+def translation(
+  config: ml_collections.ConfigDict,
+  *,
+  cell: str,
+  features: int,
+  hyper_features: int,
+  embedding_size: int,
+  embed_size: int,
+  encoder_layers: int,
+  decoder_layers: int,
+  dropout: float,
+  data: str,
+  vocab_size: int,
+  buckets: tuple[int, ...],
+  tokens_per_batch: int,
+  learning_rate: float,
+  num_steps: int,
+  eval_every_steps: int,
+  beam_size: int,
+  alpha: float,
+  beta: float,
+  label_smoothing: float,
+) -> None:
   """Fills the translation task's fields; each variant passes its values explicitly."""
   config.task = 'translation'
   m = config.model
@@ -98,35 +116,86 @@ def _gnmt(cell: str, test_bleu: str, params: str = ''):
     config.paper.test = f'{test_bleu} BLEU'  # Table 6, WMT'14 En->Fr newstest2014.
     config.paper.params = params
     translation(
-        config, cell=cell, features=1024, hyper_features=128, embedding_size=32, embed_size=1024,
-        encoder_layers=8, decoder_layers=8, dropout=0.2, data='tfds:wmt14_translate/fr-en',
-        vocab_size=32000, buckets=(16, 32, 48, 64, 96, 128), tokens_per_batch=128 * 32,
-        learning_rate=2e-4,  # GNMT's Adam phase.
-        num_steps=300_000, eval_every_steps=5000, beam_size=8, alpha=0.2, beta=0.2,  # GNMT En->Fr.
-        label_smoothing=0.0)
+      config,
+      cell=cell,
+      features=1024,
+      hyper_features=128,
+      embedding_size=32,
+      embed_size=1024,
+      encoder_layers=8,
+      decoder_layers=8,
+      dropout=0.2,
+      data='tfds:wmt14_translate/fr-en',
+      vocab_size=32000,
+      buckets=(16, 32, 48, 64, 96, 128),
+      tokens_per_batch=128 * 32,
+      learning_rate=2e-4,  # GNMT's Adam phase.
+      num_steps=300_000,
+      eval_every_steps=5000,
+      beam_size=8,
+      alpha=0.2,
+      beta=0.2,  # GNMT En->Fr.
+      label_smoothing=0.0,
+    )
     config.eval.max_batches = 16  # Valid BLEU on 1024 sentences of newstest2013 during training.
+
   return apply
 
 
 def _cpu(cell: str, data: str = 'tatoeba'):
   """Tatoeba (or Multi30k) at a 2-core CPU size: every cell at the same size, budget and decoding."""
+
   def apply(config: ml_collections.ConfigDict) -> None:
     translation(
-        config, cell=cell, features=256, hyper_features=64, embedding_size=16, embed_size=256,
-        encoder_layers=2, decoder_layers=2, dropout=0.1, data=data, vocab_size=8000,
-        buckets=(8, 16, 24, 32, 48) if data == 'tatoeba' else (16, 24, 32, 48, 64),
-        tokens_per_batch=2048, learning_rate=1e-3, num_steps=8000, eval_every_steps=1000,
-        beam_size=4, alpha=0.6, beta=0.0, label_smoothing=0.1)
+      config,
+      cell=cell,
+      features=256,
+      hyper_features=64,
+      embedding_size=16,
+      embed_size=256,
+      encoder_layers=2,
+      decoder_layers=2,
+      dropout=0.1,
+      data=data,
+      vocab_size=8000,
+      buckets=(8, 16, 24, 32, 48) if data == 'tatoeba' else (16, 24, 32, 48, 64),
+      tokens_per_batch=2048,
+      learning_rate=1e-3,
+      num_steps=8000,
+      eval_every_steps=1000,
+      beam_size=4,
+      alpha=0.6,
+      beta=0.0,
+      label_smoothing=0.1,
+    )
     config.eval.max_batches = 16  # Valid BLEU on 1024 sentences during training; test: all of it.
+
   return apply
 
 
 def _tiny(config: ml_collections.ConfigDict) -> None:
   translation(
-      config, cell='lstm', features=32, hyper_features=8, embedding_size=4, embed_size=32,
-      encoder_layers=1, decoder_layers=1, dropout=0.0, data='copy', vocab_size=32, buckets=(8,),
-      tokens_per_batch=256, learning_rate=3e-3, num_steps=300, eval_every_steps=100, beam_size=2,
-      alpha=0.6, beta=0.0, label_smoothing=0.0)
+    config,
+    cell='lstm',
+    features=32,
+    hyper_features=8,
+    embedding_size=4,
+    embed_size=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    dropout=0.0,
+    data='copy',
+    vocab_size=32,
+    buckets=(8,),
+    tokens_per_batch=256,
+    learning_rate=3e-3,
+    num_steps=300,
+    eval_every_steps=100,
+    beam_size=2,
+    alpha=0.6,
+    beta=0.0,
+    label_smoothing=0.0,
+  )
   config.data.subword_cache = ''
   config.checkpoint.every_steps = 100
   config.log.every_steps = 50
@@ -134,12 +203,12 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
 
 
 VARIANTS = {
-    'gnmt_lstm': _gnmt('lstm', '38.95'),
-    'gnmt_ln_hyperlstm': _gnmt('ln_hyperlstm', '40.03'),
-    **{f'cpu_{c}': _cpu(c) for c in CELLS},
-    'multi30k_lstm': _cpu('lstm', 'multi30k'),
-    'multi30k_ln_hyperlstm': _cpu('ln_hyperlstm', 'multi30k'),
-    'tiny': _tiny,
+  'gnmt_lstm': _gnmt('lstm', '38.95'),
+  'gnmt_ln_hyperlstm': _gnmt('ln_hyperlstm', '40.03'),
+  **{f'cpu_{c}': _cpu(c) for c in CELLS},
+  'multi30k_lstm': _cpu('lstm', 'multi30k'),
+  'multi30k_ln_hyperlstm': _cpu('ln_hyperlstm', 'multi30k'),
+  'tiny': _tiny,
 }
 
 

@@ -14,20 +14,27 @@ from experiments.data.errors import DataError
 NEWSTEST2014 = ('newstest2014-fren-src.en.sgm', 'newstest2014-fren-ref.fr.sgm')
 
 
-def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str = '13a',
-                  trg_lang: str = '') -> dict[str, float | str]:
+def corpus_scores(
+  hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str = '13a', trg_lang: str = ''
+) -> dict[str, float | str]:
   """sacrebleu's corpus BLEU (default 13a tokenisation, exponential smoothing, as its command line) and
   chrF (character 6-grams, beta 2) of detokenised hypotheses against one reference each, with the
   signatures that say how they were computed."""
   import sacrebleu  # pylint: disable=g-import-not-at-top
+
   if len(hypotheses) != len(references):
     raise ValueError(f'{len(hypotheses)} hypotheses for {len(references)} references')
   bleu = sacrebleu.metrics.BLEU(tokenize=tokenize, trg_lang=trg_lang)
   chrf = sacrebleu.metrics.CHRF()
   b = bleu.corpus_score(list(hypotheses), [list(references)])
   c = chrf.corpus_score(list(hypotheses), [list(references)])
-  return {'bleu': float(b.score), 'bleu_signature': str(bleu.get_signature()), 'chrf': float(c.score),
-          'chrf_signature': str(chrf.get_signature()), 'bleu_details': str(b)}
+  return {
+    'bleu': float(b.score),
+    'bleu_signature': str(bleu.get_signature()),
+    'chrf': float(c.score),
+    'chrf_signature': str(chrf.get_signature()),
+    'bleu_details': str(b),
+  }
 
 
 def seed_sacrebleu_cache(newstest_dir: str, cache_dir: str) -> str:
@@ -49,8 +56,9 @@ def seed_sacrebleu_cache(newstest_dir: str, cache_dir: str) -> str:
   return cache_dir
 
 
-def sacrebleu_test_set(cache_dir: str, test_set: str = 'wmt14/full',
-                       langpair: str = 'en-fr') -> tuple[list[str], list[str]]:
+def sacrebleu_test_set(
+  cache_dir: str, test_set: str = 'wmt14/full', langpair: str = 'en-fr'
+) -> tuple[list[str], list[str]]:
   """(sources, references) of a sacrebleu test set read from `cache_dir` (seeded beforehand).
 
   sacrebleu fixes its cache folder from $SACREBLEU when first imported: set it before (this function
@@ -60,9 +68,12 @@ def sacrebleu_test_set(cache_dir: str, test_set: str = 'wmt14/full',
     os.environ['SACREBLEU'] = cache_dir
   import sacrebleu  # pylint: disable=g-import-not-at-top
   from sacrebleu import utils  # pylint: disable=g-import-not-at-top
+
   if os.path.abspath(utils.SACREBLEU_DIR) != os.path.abspath(cache_dir):
-    raise DataError(f'sacrebleu already reads its cache from {utils.SACREBLEU_DIR}; '
-                    f'set $SACREBLEU={cache_dir} before starting')
+    raise DataError(
+      f'sacrebleu already reads its cache from {utils.SACREBLEU_DIR}; '
+      f'set $SACREBLEU={cache_dir} before starting'
+    )
   del sacrebleu
   with open(utils.get_source_file(test_set, langpair), encoding='utf-8') as f:
     sources = [line.rstrip('\n') for line in f]

@@ -51,12 +51,14 @@ class CheckpointError(RunError):
 
 def host_arrays(tree: Any) -> Any:
   """The full value of every leaf as numpy, on every process (replicated leaves need no transfer)."""
+
   def fetch(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       if x.sharding.is_fully_replicated:
         return np.asarray(x.addressable_shards[0].data)
       return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
   return jax.tree.map(fetch, tree)
 
 
@@ -136,8 +138,16 @@ class CheckpointStore:
   higher_is_better: its direction.
   """
 
-  def __init__(self, directory: str | epath.Path, keep: int, *, best_metric: str | None = None,
-               higher_is_better: bool = False, async_save: bool = True, read_only: bool = False):
+  def __init__(
+    self,
+    directory: str | epath.Path,
+    keep: int,
+    *,
+    best_metric: str | None = None,
+    higher_is_better: bool = False,
+    async_save: bool = True,
+    read_only: bool = False,
+  ):
     self.directory = epath.Path(directory)
     self.read_only = read_only
     self.best_metric = best_metric
@@ -146,16 +156,20 @@ class CheckpointStore:
     best_fn = None
     if best_metric:
       best_fn = lambda metrics: float(metrics[best_metric])
-      policies.append(_policies.BestN(get_metric_fn=best_fn, reverse=not higher_is_better, n=1,
-                                      keep_checkpoints_without_metrics=False))
+      policies.append(
+        _policies.BestN(
+          get_metric_fn=best_fn, reverse=not higher_is_better, n=1, keep_checkpoints_without_metrics=False
+        )
+      )
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=_policies.AnyPreservationPolicy(policies),
-        best_fn=best_fn,  # Makes orbax store the metrics passed to save() inside the step.
-        best_mode='max' if higher_is_better else 'min',
-        create=not read_only,
-        read_only=read_only,
-        enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=not read_only)
+      preservation_policy=_policies.AnyPreservationPolicy(policies),
+      best_fn=best_fn,  # Makes orbax store the metrics passed to save() inside the step.
+      best_mode='max' if higher_is_better else 'min',
+      create=not read_only,
+      read_only=read_only,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=not read_only,
+    )
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'meta'))
 
   def steps(self) -> list[int]:
@@ -165,17 +179,27 @@ class CheckpointStore:
   def metrics(self, step: int) -> dict[str, float] | None:
     return self.manager.metrics(step) if self.best_metric else None
 
-  def save(self, step: int, state: Any, meta: dict[str, Any] | None = None,
-           metrics: dict[str, float] | None = None) -> None:
+  def save(
+    self, step: int, state: Any, meta: dict[str, Any] | None = None, metrics: dict[str, float] | None = None
+  ) -> None:
     """Saves `state` at `step` (in the background when async) with its checksums and `metrics`.
 
     metrics: the validation metrics of this very state (None for a step that was not evaluated); they
     rank the step for "best"."""
-    meta = dict(meta or {}, step=int(step), sha256=checksums(state), layout=layout(state),
-                saved_at=time.time(), metrics=metrics)
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    meta=ocp.args.JsonSave(meta)),
-                      metrics=metrics if self.best_metric else None, force=True)
+    meta = dict(
+      meta or {},
+      step=int(step),
+      sha256=checksums(state),
+      layout=layout(state),
+      saved_at=time.time(),
+      metrics=metrics,
+    )
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      metrics=metrics if self.best_metric else None,
+      force=True,
+    )
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -190,8 +214,12 @@ class CheckpointStore:
     error = None
     try:
       with _quiet_unraisable():
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+          ),
+        )
       state, meta = restored['state'], restored['meta']
       if not isinstance(meta, dict) or 'sha256' not in meta:
         raise CheckpointError(f'step {step} has no checksum')
@@ -231,12 +259,16 @@ class CheckpointStore:
     state, meta, problems = self._restore_first(list(reversed(steps)), abstract_state)
     if state is None:
       reasons = '; '.join(f'step {s}: {r}' for s, r in problems)
-      raise CheckpointError(f'checkpoints exist in {self.directory} but none is valid ({reasons}); '
-                            f'refusing to restart from scratch -- move {self.directory} aside to start a '
-                            f'new run')
+      raise CheckpointError(
+        f'checkpoints exist in {self.directory} but none is valid ({reasons}); '
+        f'refusing to restart from scratch -- move {self.directory} aside to start a '
+        f'new run'
+      )
     for step, reason in problems:
-      _say(f'checkpoint step {step} in {self.directory} is damaged ({reason}); falling back to step '
-           f'{meta["step"]}')
+      _say(
+        f'checkpoint step {step} in {self.directory} is damaged ({reason}); falling back to step '
+        f'{meta["step"]}'
+      )
     self._set_aside([s for s, _ in problems])
     return state, meta
 
@@ -258,14 +290,18 @@ class CheckpointStore:
       return None
     state, meta, problems = self._restore_first([s for s, _ in ranked], abstract_state)
     if state is None:
-      raise CheckpointError(f'every evaluated checkpoint in {self.directory} is damaged (steps '
-                            f'{", ".join(str(s) for s, _ in problems)}: {problems[0][1]}); '
-                            f'use --checkpoint=latest')
+      raise CheckpointError(
+        f'every evaluated checkpoint in {self.directory} is damaged (steps '
+        f'{", ".join(str(s) for s, _ in problems)}: {problems[0][1]}); '
+        f'use --checkpoint=latest'
+      )
     if problems:
       step, reason = problems[0]
       value = dict(ranked)[meta['step']]
-      _say(f'best checkpoint step {step} in {self.directory} is damaged ({reason}); using step '
-           f'{meta["step"]}, the best intact evaluation (valid {self.best_metric} {value:.4f})')
+      _say(
+        f'best checkpoint step {step} in {self.directory} is damaged ({reason}); using step '
+        f'{meta["step"]}, the best intact evaluation (valid {self.best_metric} {value:.4f})'
+      )
     self._set_aside([s for s, _ in problems])
     return state, meta
 

@@ -39,21 +39,29 @@ def svg_text(points: np.ndarray, colors: list[str] | None = None, stroke_width: 
   """An SVG document with one polyline per stroke (y grows downwards, as in the data)."""
   strokes = absolute_strokes(points)
   lo, size = _bounds(strokes)
-  parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size[0]:.1f} {size[1]:.1f}" '
-           f'width="{size[0]:.0f}" height="{size[1]:.0f}"><rect width="100%" height="100%" fill="white"/>')]
+  parts = [
+    (
+      f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size[0]:.1f} {size[1]:.1f}" '
+      f'width="{size[0]:.0f}" height="{size[1]:.0f}"><rect width="100%" height="100%" fill="white"/>'
+    )
+  ]
   if colors is None:
     for s in strokes:
       pts = ' '.join(f'{x - lo[0]:.1f},{y - lo[1]:.1f}' for x, y in s)
-      parts.append(f'<polyline points="{pts}" fill="none" stroke="black" stroke-width="{stroke_width}" '
-                   f'stroke-linecap="round" stroke-linejoin="round"/>')
+      parts.append(
+        f'<polyline points="{pts}" fill="none" stroke="black" stroke-width="{stroke_width}" '
+        f'stroke-linecap="round" stroke-linejoin="round"/>'
+      )
   else:  # one segment per point, coloured by that point's value
     k = 0
     for s in strokes:
       for a, b in itertools.pairwise(s):
         k += 1
-        parts.append(f'<line x1="{a[0] - lo[0]:.1f}" y1="{a[1] - lo[1]:.1f}" x2="{b[0] - lo[0]:.1f}" '
-                     f'y2="{b[1] - lo[1]:.1f}" stroke="{colors[min(k, len(colors) - 1)]}" '
-                     f'stroke-width="{stroke_width}" stroke-linecap="round"/>')
+        parts.append(
+          f'<line x1="{a[0] - lo[0]:.1f}" y1="{a[1] - lo[1]:.1f}" x2="{b[0] - lo[0]:.1f}" '
+          f'y2="{b[1] - lo[1]:.1f}" stroke="{colors[min(k, len(colors) - 1)]}" '
+          f'stroke-width="{stroke_width}" stroke-linecap="round"/>'
+        )
       k += 1
   parts.append('</svg>')
   return '\n'.join(parts)
@@ -66,6 +74,7 @@ def _figure_size(strokes, width: float = 10.0) -> tuple[float, float]:
 
 def _draw_strokes(ax, points: np.ndarray, values: np.ndarray | None = None, vmax: float | None = None):
   from matplotlib.collections import LineCollection  # pylint: disable=g-import-not-at-top
+
   strokes = absolute_strokes(points)
   if values is None:
     for s in strokes:
@@ -91,8 +100,10 @@ def _draw_strokes(ax, points: np.ndarray, values: np.ndarray | None = None, vmax
 def write_sample(points: np.ndarray, prefix: str) -> list[str]:
   """<prefix>.svg and <prefix>.png of a stroke-3 line; returns the paths."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
   with open(prefix + '.svg', 'w') as f:
     f.write(svg_text(points))
@@ -115,18 +126,27 @@ def write_figure7(points: np.ndarray, weight_change: np.ndarray, path: str) -> l
   weight_change [N, G]: of the step that drew each point (G = 4 gates for the HyperLSTM).
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   weight_change = np.asarray(weight_change, np.float64)
   values, vmax = _colour_scale(weight_change)
   gates = GATES if weight_change.shape[-1] == 4 else tuple(str(g) for g in range(weight_change.shape[-1]))
   width, height = _figure_size(absolute_strokes(points))
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, height + 1.5),
-                                    gridspec_kw={'height_ratios': [height, 1.5]})
+  fig, (top, bottom) = plt.subplots(
+    2, 1, figsize=(width, height + 1.5), gridspec_kw={'height_ratios': [height, 1.5]}
+  )
   _draw_strokes(top, points, values, vmax)
   top.set_title('sampled line, coloured by the weight change of the main LSTM')
-  image = bottom.imshow(weight_change.T, aspect='auto', cmap=CMAP, interpolation='nearest',
-                        vmin=0.0, vmax=max(float(np.percentile(weight_change, 99)), 1e-12))
+  image = bottom.imshow(
+    weight_change.T,
+    aspect='auto',
+    cmap=CMAP,
+    interpolation='nearest',
+    vmin=0.0,
+    vmax=max(float(np.percentile(weight_change, 99)), 1e-12),
+  )
   bottom.set_yticks(range(len(gates)), gates)
   bottom.set_xlabel('time step (point)')
   bottom.set_ylabel('gate')
@@ -137,11 +157,19 @@ def write_figure7(points: np.ndarray, weight_change: np.ndarray, path: str) -> l
   return [path]
 
 
-def write_animation(points: np.ndarray, weight_change: np.ndarray, path: str, *, frames: int = 60,
-                    width: int = 800, frame_ms: int = 60) -> list[str]:
+def write_animation(
+  points: np.ndarray,
+  weight_change: np.ndarray,
+  path: str,
+  *,
+  frames: int = 60,
+  width: int = 800,
+  frame_ms: int = 60,
+) -> list[str]:
   """An animated GIF (Pillow) of the pen drawing the line, segments coloured as in `write_figure7`."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+
   values, vmax = _colour_scale(weight_change)
   cmap = matplotlib.colormaps[CMAP]
   strokes = absolute_strokes(points)
@@ -167,16 +195,16 @@ def write_animation(points: np.ndarray, weight_change: np.ndarray, path: str, *,
       done += 1
     images.append(canvas.copy())
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
-                 optimize=False)
+  images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, optimize=False)
   return [path]
 
 
 def main(argv: list[str] | None = None) -> int:
   """Draws one real line of a stroke-3 npz as SVG and PNG."""
   parser = argparse.ArgumentParser(description=main.__doc__)
-  parser.add_argument('--npz', required=True,
-                      help='stroke-3 npz (e.g. ../shared/data/strokes/unipen_lines.npz)')
+  parser.add_argument(
+    '--npz', required=True, help='stroke-3 npz (e.g. ../shared/data/strokes/unipen_lines.npz)'
+  )
   parser.add_argument('--split', default='valid')
   parser.add_argument('--line', type=int, default=0)
   parser.add_argument('--out', required=True, help='output prefix (writes <out>.svg and <out>.png)')

@@ -32,18 +32,23 @@ def kernel_mosaic(kernel: np.ndarray, gap: int = 1) -> np.ndarray:
   out = np.full((n_in * (f_h + gap) - gap, n_out * (f_w + gap) - gap), np.nan, np.float32)
   for i in range(n_in):  # loops over channels of one picture, not over training examples
     for o in range(n_out):
-      out[i * (f_h + gap):i * (f_h + gap) + f_h, o * (f_w + gap):o * (f_w + gap) + f_w] = tiles[i, o]
+      out[i * (f_h + gap) : i * (f_h + gap) + f_h, o * (f_w + gap) : o * (f_w + gap) + f_w] = tiles[i, o]
   return out
 
 
-def plot_kernel_grid(kernels_left: np.ndarray, kernels_right: np.ndarray, path: str,
-                     titles: Sequence[str] = ('Normal network', 'Hypernetwork'),
-                     pixels_per_cell: int = 8) -> str:
+def plot_kernel_grid(
+  kernels_left: np.ndarray,
+  kernels_right: np.ndarray,
+  path: str,
+  titles: Sequence[str] = ('Normal network', 'Hypernetwork'),
+  pixels_per_cell: int = 8,
+) -> str:
   """Writes a PNG of two kernel grids side by side ([f_h, f_w, N_in, N_out] each) and returns `path`.
 
   Image size grows with the number of kernels: each kernel pixel is `pixels_per_cell` PNG pixels.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg', force=False)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -54,8 +59,9 @@ def plot_kernel_grid(kernels_left: np.ndarray, kernels_right: np.ndarray, path: 
   title_in = 0.4
   fig_w = (width * pixels_per_cell) / dpi * 1.15
   fig_h = (height * pixels_per_cell) / dpi + title_in
-  fig, axes = plt.subplots(1, 2, figsize=(fig_w, fig_h), dpi=dpi,
-                           gridspec_kw={'width_ratios': [m.shape[1] for m in mosaics]})
+  fig, axes = plt.subplots(
+    1, 2, figsize=(fig_w, fig_h), dpi=dpi, gridspec_kw={'width_ratios': [m.shape[1] for m in mosaics]}
+  )
   cmap = plt.get_cmap('gray').with_extremes(bad='white')
   for ax, mosaic, title in zip(axes, mosaics, titles):
     ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
@@ -73,8 +79,10 @@ def plot_kernel_grid(kernels_left: np.ndarray, kernels_right: np.ndarray, path: 
 def save_mosaic(kernel: np.ndarray, path: str | epath.Path, pixels_per_cell: int = 4) -> epath.Path:
   """Writes `kernel_mosaic(kernel)` as a grey PNG (white gaps), each kernel pixel a square of pixels."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg', force=False)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   mosaic = np.nan_to_num(kernel_mosaic(kernel), nan=1.0)
   mosaic = np.kron(mosaic, np.ones((pixels_per_cell, pixels_per_cell), np.float32))
   path = epath.Path(path)
@@ -93,8 +101,11 @@ def conv_kernels(params: Mapping[str, Any], n_in: int, n_out: int) -> list[tuple
       name = f'{prefix}/{key}' if prefix else str(key)
       if isinstance(value, Mapping):
         visit(value, name)
-      elif key == 'kernel' and len(shape := tuple(getattr(value, 'shape', np.shape(value)))) == 4 \
-          and shape[2:] == (n_in, n_out):
+      elif (
+        key == 'kernel'
+        and len(shape := tuple(getattr(value, 'shape', np.shape(value)))) == 4
+        and shape[2:] == (n_in, n_out)
+      ):
         found.append((name, value))  # an array, or a ShapeDtypeStruct when given shapes only
 
   visit(params, '')
@@ -108,13 +119,15 @@ def main_network_params(config, params) -> dict:
     return params
   from experiments.data.images import IMAGE_SHAPES  # pylint: disable=g-import-not-at-top
   from experiments.tasks.image import build_model  # pylint: disable=g-import-not-at-top
+
   model = build_model(config)
   hypernetwork = model.hypernetwork((1, *IMAGE_SHAPES[config.data.name]))
   return hypernetwork.apply(params)
 
 
-def write_kernel_figures(normal_params, hyper_main_params, out: str,
-                         grids: Sequence[tuple[int, int]] = DEFAULT_GRIDS) -> list[str]:
+def write_kernel_figures(
+  normal_params, hyper_main_params, out: str, grids: Sequence[tuple[int, int]] = DEFAULT_GRIDS
+) -> list[str]:
   """One PNG per grid size present in both networks: the first such kernel of each, side by side."""
   paths = []
   for n_in, n_out in grids:
@@ -125,13 +138,15 @@ def write_kernel_figures(normal_params, hyper_main_params, out: str,
     k_l, k_r = np.asarray(k_l), np.asarray(k_r)
     f_h, f_w = k_l.shape[:2]
     path = str(epath.Path(out) / f'kernels_{n_in}x{n_out}x{f_h}x{f_w}.png')
-    paths.append(plot_kernel_grid(k_l, k_r, path, titles=(f'Normal network: {name_l}',
-                                                          f'Hypernetwork: {name_r}')))
+    paths.append(
+      plot_kernel_grid(k_l, k_r, path, titles=(f'Normal network: {name_l}', f'Hypernetwork: {name_r}'))
+    )
   return paths
 
 
 def main(argv: Sequence[str] | None = None) -> list[str]:
   import argparse  # pylint: disable=g-import-not-at-top
+
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--normal_workdir', required=True, help='workdir of a trained normal network')
   parser.add_argument('--hyper_workdir', required=True, help='workdir of a trained hypernetwork model')
@@ -140,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
   args = parser.parse_args(argv)
 
   from experiments import trainer  # pylint: disable=g-import-not-at-top
+
   _, normal = trainer.load(args.normal_workdir, args.checkpoint)
   hyper_config, hyper = trainer.load(args.hyper_workdir, args.checkpoint)
   paths = write_kernel_figures(normal, main_network_params(hyper_config, hyper), args.out)

@@ -16,7 +16,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -79,6 +80,7 @@ class MetricWriter:
     if self._tb is None:
       return
     from tensorboardX.summary import hparams  # pylint: disable=g-import-not-at-top
+
     # The low-level summaries, so the hparams land in this run rather than in a new sub-run.
     for summary in hparams(flat_hparams(config), {name: 0.0 for name in metric_names}):
       self._tb.file_writer.add_summary(summary)
@@ -94,6 +96,7 @@ class MetricWriter:
     if self._tb is None:
       return
     import matplotlib.image  # pylint: disable=g-import-not-at-top
+
     image = matplotlib.image.imread(io.BytesIO(epath.Path(png).read_bytes()), format='png')
     if image.dtype != np.uint8:
       image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
@@ -168,8 +171,11 @@ class RateMeter:
       return {'steps_per_s': math.nan, f'{self.unit}_per_s': math.nan, 'eta_s': math.nan}
     steps_per_s = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
-    return {'steps_per_s': steps_per_s, f'{self.unit}_per_s': steps_per_s * self.units_per_step,
-            'eta_s': (self.total_steps - step) / max(steps_per_s, 1e-9)}
+    return {
+      'steps_per_s': steps_per_s,
+      f'{self.unit}_per_s': steps_per_s * self.units_per_step,
+      'eta_s': (self.total_steps - step) / max(steps_per_s, 1e-9),
+    }
 
 
 def progress(items: Iterable[Any], total: int, description: str) -> Iterator[Any]:

@@ -28,11 +28,11 @@ from hyper import char_lm
 
 # name -> (cell class, fixed options that the name stands for)
 CELLS: dict[str, tuple[type, dict[str, Any]]] = {
-    'lstm': (cells_lib.LSTMCell, {}),
-    'ln_lstm': (cells_lib.LayerNormLSTMCell, {}),
-    'hyperlstm': (cells_lib.HyperLSTMCell, {'layer_norm': False}),
-    'ln_hyperlstm': (cells_lib.HyperLSTMCell, {'layer_norm': True}),
-    'hyperrnn': (cells_lib.HyperRNNCell, {}),
+  'lstm': (cells_lib.LSTMCell, {}),
+  'ln_lstm': (cells_lib.LayerNormLSTMCell, {}),
+  'hyperlstm': (cells_lib.HyperLSTMCell, {'layer_norm': False}),
+  'ln_hyperlstm': (cells_lib.HyperLSTMCell, {'layer_norm': True}),
+  'hyperrnn': (cells_lib.HyperRNNCell, {}),
 }
 _DTYPE_KEYS = ('dtype', 'param_dtype')
 _NOT_OPTIONS = ('parent', 'name')  # dataclass fields of every flax module that are not cell options
@@ -56,35 +56,45 @@ def make_cell(cell_config: Mapping[str, Any]) -> nn.Module:
   options = dict(cell_config)
   name = options.pop('name', None)
   if name not in CELLS:
-    raise ValueError(f'unknown cell name {name!r} (config.model.cell.name); '
-                     f'choose one of: {", ".join(CELLS)}')
+    raise ValueError(
+      f'unknown cell name {name!r} (config.model.cell.name); choose one of: {", ".join(CELLS)}'
+    )
   cls, fixed = CELLS[name]
   allowed = _options(cls)
   any_cell = {option for other, _ in CELLS.values() for option in _options(other)}
   unknown = sorted(k for k in options if k not in any_cell)
   if unknown:
-    raise ValueError(f'unknown option(s) {", ".join(unknown)} for cell {name!r} (config.model.cell); '
-                     f'its options are: {", ".join(k for k in allowed if k not in fixed)}')
+    raise ValueError(
+      f'unknown option(s) {", ".join(unknown)} for cell {name!r} (config.model.cell); '
+      f'its options are: {", ".join(k for k in allowed if k not in fixed)}'
+    )
   for key in fixed:
     if key in options and options[key] != fixed[key]:
-      raise ValueError(f'cell {name!r} means {key}={fixed[key]!r}; remove config.model.cell.{key} or '
-                       'choose another cell name')
+      raise ValueError(
+        f'cell {name!r} means {key}={fixed[key]!r}; remove config.model.cell.{key} or '
+        'choose another cell name'
+      )
   kwargs = {k: v for k, v in _with_dtypes(options).items() if k in allowed}
   return cls(**kwargs, **fixed)
 
 
-def make_char_lm(model_config: Mapping[str, Any], vocab_size: int,
-                 make: Callable[[Mapping[str, Any]], nn.Module] = make_cell) -> char_lm.CharLM:
+def make_char_lm(
+  model_config: Mapping[str, Any], vocab_size: int, make: Callable[[Mapping[str, Any]], nn.Module] = make_cell
+) -> char_lm.CharLM:
   """`CharLM(vocab_size, cell=make_cell(model_config.cell), **the other keys of model_config)`."""
   rest = dict(model_config)
   if 'cell' not in rest or isinstance(rest['cell'], str):
-    raise ValueError('config.model.cell must be a ConfigDict with a name and the cell options, e.g. '
-                     "ConfigDict(dict(name='ln_hyperlstm', features=1000)); see configs/common.py")
+    raise ValueError(
+      'config.model.cell must be a ConfigDict with a name and the cell options, e.g. '
+      "ConfigDict(dict(name='ln_hyperlstm', features=1000)); see configs/common.py"
+    )
   cell = make(rest.pop('cell'))
   allowed = _options(char_lm.CharLM)
   unknown = sorted(k for k in rest if k not in allowed)
   if unknown:
-    raise ValueError(f'unknown option(s) {", ".join(unknown)} in config.model for CharLM; its options are: '
-                     f'{", ".join(k for k in allowed if k not in ("vocab_size", "cell"))} (cell options go '
-                     'under config.model.cell)')
+    raise ValueError(
+      f'unknown option(s) {", ".join(unknown)} in config.model for CharLM; its options are: '
+      f'{", ".join(k for k in allowed if k not in ("vocab_size", "cell"))} (cell options go '
+      'under config.model.cell)'
+    )
   return char_lm.CharLM(vocab_size=vocab_size, cell=cell, **_with_dtypes(rest))

@@ -22,8 +22,8 @@ import optax
 
 from hyper.static import StaticHypernetwork, conv_kernel_rule
 
-CHANNELS = 4             # main conv: CHANNELS -> CHANNELS, one 3x3 basic kernel
-IMAGE = 6                # images [IMAGE, IMAGE, CHANNELS]
+CHANNELS = 4  # main conv: CHANNELS -> CHANNELS, one 3x3 basic kernel
+IMAGE = 6  # images [IMAGE, IMAGE, CHANNELS]
 BASIC_SHAPE = (3, 3, CHANNELS, CHANNELS)
 
 
@@ -46,16 +46,29 @@ def sample_batch(rng: jax.Array, task_kernels: jax.Array, batch_size: int):
   return x, tasks, y
 
 
-def make_hypernetwork(conditioned: bool, embedding_size: int = 16,
-                      task_embedding_size: int = 4) -> StaticHypernetwork:
-  shapes = jax.eval_shape(main_network().init, jax.random.key(0),
-                          jnp.zeros((1, IMAGE, IMAGE, CHANNELS)))['params']
-  return StaticHypernetwork(shapes, conv_kernel_rule((3, 3)), BASIC_SHAPE, embedding_size,
-                            condition_size=task_embedding_size if conditioned else None)
+def make_hypernetwork(
+  conditioned: bool, embedding_size: int = 16, task_embedding_size: int = 4
+) -> StaticHypernetwork:
+  shapes = jax.eval_shape(main_network().init, jax.random.key(0), jnp.zeros((1, IMAGE, IMAGE, CHANNELS)))[
+    'params'
+  ]
+  return StaticHypernetwork(
+    shapes,
+    conv_kernel_rule((3, 3)),
+    BASIC_SHAPE,
+    embedding_size,
+    condition_size=task_embedding_size if conditioned else None,
+  )
 
 
-def train(conditioned: bool, steps: int = 200, num_tasks: int = 3, batch_size: int = 24,
-          learning_rate: float = 1e-2, seed: int = 0) -> dict[str, float]:
+def train(
+  conditioned: bool,
+  steps: int = 200,
+  num_tasks: int = 3,
+  batch_size: int = 24,
+  learning_rate: float = 1e-2,
+  seed: int = 0,
+) -> dict[str, float]:
   """Trains the hypernetwork (and, if conditioned, the task embeddings); returns the held-out loss at the
   start and the end, and the shared-kernel floor (the loss of the mean task kernel) on the same data."""
   k_tasks, k_hyper, k_emb, k_data, k_eval = jax.random.split(jax.random.key(seed), 5)
@@ -104,9 +117,11 @@ def main(argv=None):
   for conditioned in (False, True):
     t0 = time.perf_counter()
     r = train(conditioned, args.steps, args.tasks, seed=args.seed)
-    print(f"{'conditioned' if conditioned else 'unconditioned':>13}: held-out loss {r['start_loss']:.4g} -> "
-          f"{r['final_loss']:.3g} (shared-kernel floor {r['shared_kernel_floor']:.4g}) "
-          f'in {time.perf_counter() - t0:.1f} s')
+    print(
+      f'{"conditioned" if conditioned else "unconditioned":>13}: held-out loss {r["start_loss"]:.4g} -> '
+      f'{r["final_loss"]:.3g} (shared-kernel floor {r["shared_kernel_floor"]:.4g}) '
+      f'in {time.perf_counter() - t0:.1f} s'
+    )
 
 
 if __name__ == '__main__':

@@ -50,12 +50,18 @@ def read_run(workdir: str, metric: str) -> dict[str, Any]:
   if 'test' not in final or last_train is None:
     raise ValueError(f'{workdir}: no final test {metric} in metrics.jsonl; the run has not finished')
   return {
-      'variant': config.get('variant', '?'), 'seed': config.get('seed', 0), 'params': info['param_count'],
-      # Runs from before run_info.json recorded the source: the corpus / data set the config names.
-      'data': info.get('data_source') or config.get('data', {}).get('name', ''),
-      'steps': last_train['step'], 'wall_s': last_train['time'] - info['time'],
-      'valid': final.get('valid', float('nan')), 'test': final['test'], 'best_step': final['best_step'],
-      'workdir': workdir}
+    'variant': config.get('variant', '?'),
+    'seed': config.get('seed', 0),
+    'params': info['param_count'],
+    # Runs from before run_info.json recorded the source: the corpus / data set the config names.
+    'data': info.get('data_source') or config.get('data', {}).get('name', ''),
+    'steps': last_train['step'],
+    'wall_s': last_train['time'] - info['time'],
+    'valid': final.get('valid', float('nan')),
+    'test': final['test'],
+    'best_step': final['best_step'],
+    'workdir': workdir,
+  }
 
 
 def _mean_std(values: list[float], scale: float, digits: int) -> str:
@@ -74,8 +80,13 @@ def group_name(run: dict[str, Any], group_by: str = 'variant') -> str:
   raise ValueError(f"group_by must be 'variant' or 'workdir', got {group_by!r}")
 
 
-def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None = None,
-          percent: bool = False, group_by: str = 'variant') -> str:
+def table(
+  runs: list[dict[str, Any]],
+  metric: str,
+  paper: dict[str, str] | None = None,
+  percent: bool = False,
+  group_by: str = 'variant',
+) -> str:
   """Markdown table, one row per variant (or workdir group) in order of first appearance.
 
   Runs with a 'z_rank' entry ({'h': rank, 'x': rank}) add a last column 'z rank h / x' (mean over seeds).
@@ -85,8 +96,17 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
     groups.setdefault(group_name(run, group_by), []).append(run)
   with_z = any('z_rank' in run for run in runs)
   scale, digits, unit = (100.0, 2, f'{metric} (%)') if percent else (1.0, 3, metric)
-  head = ['variant' if group_by == 'variant' else 'row', 'data', 'params', 'seeds', 'steps', 'wall (min)',
-          f'valid {unit}', f'test {unit}', 'test per seed']
+  head = [
+    'variant' if group_by == 'variant' else 'row',
+    'data',
+    'params',
+    'seeds',
+    'steps',
+    'wall (min)',
+    f'valid {unit}',
+    f'test {unit}',
+    'test per seed',
+  ]
   if paper:
     head.append('paper test')
   if with_z:
@@ -96,17 +116,24 @@ def table(runs: list[dict[str, Any]], metric: str, paper: dict[str, str] | None 
     group.sort(key=lambda r: r['seed'])
     steps = sorted({r['steps'] for r in group})
     data = ' / '.join(sorted({r['data'] for r in group}))
-    row = [f'`{variant}`', data, f'{group[0]["params"]:,}', str(len(group)), '/'.join(map(str, steps)),
-           _mean_std([r['wall_s'] / 60 for r in group], 1.0, 1),
-           _mean_std([r['valid'] for r in group], scale, digits),
-           _mean_std([r['test'] for r in group], scale, digits),
-           ', '.join(f'{r["test"] * scale:.{digits}f}' for r in group)]
+    row = [
+      f'`{variant}`',
+      data,
+      f'{group[0]["params"]:,}',
+      str(len(group)),
+      '/'.join(map(str, steps)),
+      _mean_std([r['wall_s'] / 60 for r in group], 1.0, 1),
+      _mean_std([r['valid'] for r in group], scale, digits),
+      _mean_std([r['test'] for r in group], scale, digits),
+      ', '.join(f'{r["test"] * scale:.{digits}f}' for r in group),
+    ]
     if paper:
       row.append(paper.get(variant, ''))
     if with_z:
       ranked = [r['z_rank'] for r in group if 'z_rank' in r]
-      row.append(' / '.join(f'{statistics.fmean(z[s] for z in ranked):.2f}' for s in ('h', 'x'))
-                 if ranked else '')
+      row.append(
+        ' / '.join(f'{statistics.fmean(z[s] for z in ranked):.2f}' for s in ('h', 'x')) if ranked else ''
+      )
     lines.append('| ' + ' | '.join(row) + ' |')
   return '\n'.join(lines)
 
@@ -118,10 +145,17 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--percent', action='store_true', help='show the metric x100 (error rates)')
   parser.add_argument('--paper', default='', help='variant=value,... shown in a "paper test" column')
   parser.add_argument('--json', default=None, help='also write every run summary to this JSON file')
-  parser.add_argument('--group', default='variant', choices=('variant', 'workdir'),
-                      help="rows by config variant, or by workdir name less '_s<seed>'")
-  parser.add_argument('--z-rank', action='store_true',
-                      help="add the HyperLSTM's z effective rank (loads each run's best checkpoint)")
+  parser.add_argument(
+    '--group',
+    default='variant',
+    choices=('variant', 'workdir'),
+    help="rows by config variant, or by workdir name less '_s<seed>'",
+  )
+  parser.add_argument(
+    '--z-rank',
+    action='store_true',
+    help="add the HyperLSTM's z effective rank (loads each run's best checkpoint)",
+  )
   args = parser.parse_args(argv)
   runs, skipped = [], []
   for workdir in args.workdirs:
@@ -137,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.z_rank:
     # Loads JAX and the checkpoints: only when asked.
     from experiments import z_rank
+
     for run in runs:
       try:
         mean = z_rank.workdir_ranks(run['workdir'])['mean']

@@ -15,20 +15,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-GATES = ("i", "g", "f", "o")  # gate order of the cells' diagnostics (g: the tanh candidate, "j" in code)
+GATES = ('i', 'g', 'f', 'o')  # gate order of the cells' diagnostics (g: the tanh candidate, "j" in code)
 
 
 def _apply(model, params, tokens, carry, diagnostics: bool):
   """(logits, carry, diagnostics or None); diagnostics {} when the model cannot return them."""
   if diagnostics:
     try:
-      out = model.apply({"params": params}, tokens, carry, deterministic=True, return_diagnostics=True)
+      out = model.apply({'params': params}, tokens, carry, deterministic=True, return_diagnostics=True)
     except TypeError:
       out = None
     if out is not None:
       logits, carry, diag = out
       return logits, carry, diag
-  logits, carry = model.apply({"params": params}, tokens, carry, deterministic=True)
+  logits, carry = model.apply({'params': params}, tokens, carry, deterministic=True)
   return logits, carry, None
 
 
@@ -37,13 +37,13 @@ def encode(text: str, vocab: list[str]) -> np.ndarray:
   index = {c: i for i, c in enumerate(vocab)}
   for k, c in enumerate(text):
     if c not in index:
-      raise ValueError(f"prime character {c!r} at position {k} is not in the vocabulary")
+      raise ValueError(f'prime character {c!r} at position {k} is not in the vocabulary')
   return np.asarray([index[c] for c in text], np.int32)
 
 
 def _start_id(vocab: list[str]) -> int:
   # A text starts at a line boundary: read an end-of-line first when there is no prime.
-  return vocab.index("\n") if "\n" in vocab else 0
+  return vocab.index('\n') if '\n' in vocab else 0
 
 
 def _squeeze_batch(diag) -> dict[str, Any]:
@@ -51,15 +51,15 @@ def _squeeze_batch(diag) -> dict[str, Any]:
   return jax.tree.map(lambda x: np.asarray(x)[0], diag)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "diagnostics"))
+@functools.partial(jax.jit, static_argnames=('model', 'diagnostics'))
 def _read(model, params, tokens, carry, diagnostics: bool):
   return _apply(model, params, tokens, carry, diagnostics)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "length", "greedy", "diagnostics"))
-def _generate(model, params, carry, first, key, temperature, *, length: int, greedy: bool,
-              diagnostics: bool):
+@functools.partial(jax.jit, static_argnames=('model', 'length', 'greedy', 'diagnostics'))
+def _generate(model, params, carry, first, key, temperature, *, length: int, greedy: bool, diagnostics: bool):
   """length + 1 single-character steps from token `first`; the last step only reads the last sample."""
+
   def step(state, key_t):
     carry, token = state
     logits, carry, diag = _apply(model, params, token[None, None], carry, diagnostics)
@@ -69,6 +69,7 @@ def _generate(model, params, carry, first, key, temperature, *, length: int, gre
     else:
       nxt = jax.random.categorical(key_t, logits / temperature).astype(jnp.int32)
     return (carry, nxt), (nxt, diag)
+
   _, (tokens, diag) = jax.lax.scan(step, (carry, first), jax.random.split(key, length + 1))
   return tokens[:-1], diag
 
@@ -80,8 +81,17 @@ def diagnose(model, params, ids) -> tuple[np.ndarray, dict[str, Any]]:
   return np.asarray(jax.nn.log_softmax(logits[0])), (_squeeze_batch(diag) if diag is not None else {})
 
 
-def sample(model, params, vocab: list[str], length: int, temperature: float = 1.0, prime: str = "",
-           seed: int = 0, *, diagnostics: bool = True) -> tuple[str, dict[str, Any]]:
+def sample(
+  model,
+  params,
+  vocab: list[str],
+  length: int,
+  temperature: float = 1.0,
+  prime: str = '',
+  seed: int = 0,
+  *,
+  diagnostics: bool = True,
+) -> tuple[str, dict[str, Any]]:
   """Generates `length` characters after `prime`; returns (prime + generated text, diagnostics).
 
   temperature: logits are divided by it; <= 0 picks the most likely character. The same seed gives the
@@ -90,7 +100,7 @@ def sample(model, params, vocab: list[str], length: int, temperature: float = 1.
   text[t]; {} when the model has none. Compiled once per (model, length, greedy) and prime length.
   """
   if length < 0:
-    raise ValueError(f"length must be >= 0, got {length}")
+    raise ValueError(f'length must be >= 0, got {length}')
   prime_ids = encode(prime, vocab)
   with_start = len(prime_ids) == 0
   read = np.concatenate([[_start_id(vocab)], prime_ids]).astype(np.int32) if with_start else prime_ids
@@ -98,10 +108,18 @@ def sample(model, params, vocab: list[str], length: int, temperature: float = 1.
   prime_diag = None
   if len(read) > 1:  # all but the last primed character in one call
     _, carry, prime_diag = _read(model, params, jnp.asarray(read[None, :-1]), carry, diagnostics=diagnostics)
-  tokens, gen_diag = _generate(model, params, carry, jnp.int32(read[-1]), jax.random.PRNGKey(seed),
-                               jnp.float32(max(temperature, 1e-6)), length=length,
-                               greedy=temperature <= 0, diagnostics=diagnostics)
-  text = prime + "".join(vocab[int(t)] for t in np.asarray(tokens))
+  tokens, gen_diag = _generate(
+    model,
+    params,
+    carry,
+    jnp.int32(read[-1]),
+    jax.random.PRNGKey(seed),
+    jnp.float32(max(temperature, 1e-6)),
+    length=length,
+    greedy=temperature <= 0,
+    diagnostics=diagnostics,
+  )
+  text = prime + ''.join(vocab[int(t)] for t in np.asarray(tokens))
 
   if gen_diag is None:
     return text, {}
@@ -114,13 +132,15 @@ def sample(model, params, vocab: list[str], length: int, temperature: float = 1.
   return text, diag
 
 
-def sample_text(model, params, vocab: list[str], length: int, temperature: float = 1.0, prime: str = "",
-                seed: int = 0) -> str:
+def sample_text(
+  model, params, vocab: list[str], length: int, temperature: float = 1.0, prime: str = '', seed: int = 0
+) -> str:
   """Only the text; characters of `prime` outside the vocabulary are dropped (with a note)."""
-  kept = "".join(c for c in prime if c in vocab)
+  kept = ''.join(c for c in prime if c in vocab)
   if kept != prime:
-    print(f"note: dropped prime characters not in the vocabulary: {sorted(set(prime) - set(kept))}",
-          flush=True)
+    print(
+      f'note: dropped prime characters not in the vocabulary: {sorted(set(prime) - set(kept))}', flush=True
+    )
   return sample(model, params, vocab, length, temperature, kept, seed, diagnostics=False)[0]
 
 
@@ -128,8 +148,8 @@ def layer_diagnostics(diag: dict[str, Any], layer: int | None = None) -> dict[st
   """The diagnostics of one layer (default: the last), whatever the nesting ({'layer_<l>': {...}} or flat)."""
   if not diag:
     return {}
-  layers = sorted((k for k in diag if str(k).startswith("layer_")), key=lambda k: int(k.split("_")[-1]))
+  layers = sorted((k for k in diag if str(k).startswith('layer_')), key=lambda k: int(k.split('_')[-1]))
   if not layers:
     return diag
-  key = layers[-1] if layer is None else f"layer_{layer}"
+  key = layers[-1] if layer is None else f'layer_{layer}'
   return diag[key]

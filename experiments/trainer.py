@@ -23,7 +23,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,14 +33,14 @@ import numpy as np
 import optax
 from etils import epath
 from flax import linen as nn
-from jax.sharding import NamedSharding, PartitionSpec as P
-
-from hyper import partitioning
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from experiments import checkpoints as ckpt_lib
 from experiments import metrics as metrics_lib
 from experiments import workdir as workdir_lib
 from experiments.tasks import base as tasks_base
+from hyper import partitioning
 
 # optax.tree.norm where it exists (newer optax deprecates optax.global_norm), else the old name.
 _global_norm = getattr(getattr(optax, 'tree', None), 'norm', None) or optax.global_norm
@@ -86,8 +87,9 @@ def to_steps(*, steps: float = -1, epochs: float = -1, steps_per_epoch: int) -> 
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-  return to_steps(steps=config.train.num_steps, epochs=config.train.num_epochs,
-                  steps_per_epoch=steps_per_epoch)
+  return to_steps(
+    steps=config.train.num_steps, epochs=config.train.num_epochs, steps_per_epoch=steps_per_epoch
+  )
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
@@ -95,8 +97,9 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, steps_per_epoch: in
   if train.schedule == 'constant':
     return optax.constant_schedule(train.learning_rate)
   if train.schedule == 'step':
-    boundaries = {to_steps(epochs=e, steps_per_epoch=steps_per_epoch): train.decay_factor
-                  for e in train.decay_epochs}
+    boundaries = {
+      to_steps(epochs=e, steps_per_epoch=steps_per_epoch): train.decay_factor for e in train.decay_epochs
+    }
     return optax.piecewise_constant_schedule(train.learning_rate, boundaries)
   raise ValueError(f'unknown schedule {train.schedule!r}; use constant or step')
 
@@ -132,8 +135,9 @@ def make_mesh(mesh_config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
     shape[shape.index(-1)] = count // known
   if math.prod(shape) != count:
     raise ValueError(f'mesh.shape {tuple(mesh_config.shape)} does not cover the {count} devices')
-  return jax.make_mesh(tuple(shape), tuple(mesh_config.axes),
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(shape))
+  return jax.make_mesh(
+    tuple(shape), tuple(mesh_config.axes), axis_types=(jax.sharding.AxisType.Auto,) * len(shape)
+  )
 
 
 def _param_spec(x, mesh: jax.sharding.Mesh, min_size: int) -> P:
@@ -185,13 +189,13 @@ def init_state(task, tx: optax.GradientTransformation, seed: int, batch_size: in
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
   params, model_state = task.init_variables(init_rng)
   return {
-      'step': jnp.int32(0),
-      'params': params,
-      'opt_state': tx.init(params),
-      'model_state': model_state,
-      'carry': task.init_carry(batch_size),
-      'rng': train_rng,
-      'nonfinite_step': jnp.int32(-1),
+    'step': jnp.int32(0),
+    'params': params,
+    'opt_state': tx.init(params),
+    'model_state': model_state,
+    'carry': task.init_carry(batch_size),
+    'rng': train_rng,
+    'nonfinite_step': jnp.int32(-1),
   }
 
 
@@ -210,13 +214,13 @@ def train_step(state: dict, batch: dict, *, task, tx) -> tuple[dict, dict]:
   params = optax.apply_updates(state['params'], updates)
   keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
   new_state = {
-      'step': step + 1,
-      'params': keep(params, state['params']),
-      'opt_state': keep(opt_state, state['opt_state']),
-      'model_state': keep(model_state, state['model_state']),
-      'carry': keep(carry, state['carry']),
-      'rng': state['rng'],
-      'nonfinite_step': jnp.where((state['nonfinite_step'] < 0) & ~finite, step, state['nonfinite_step']),
+    'step': step + 1,
+    'params': keep(params, state['params']),
+    'opt_state': keep(opt_state, state['opt_state']),
+    'model_state': keep(model_state, state['model_state']),
+    'carry': keep(carry, state['carry']),
+    'rng': state['rng'],
+    'nonfinite_step': jnp.where((state['nonfinite_step'] < 0) & ~finite, step, state['nonfinite_step']),
   }
   return new_state, dict(metrics, grad_norm=grad_norm)
 
@@ -234,8 +238,10 @@ class Runner:
     self.eval_splits = tuple(config.eval.get('splits') or self.task.eval_splits())
     unknown = [s for s in self.eval_splits if s not in self.task.eval_splits()]
     if unknown:
-      raise ValueError(f'config.eval.splits has {", ".join(map(repr, unknown))}; this task evaluates '
-                       f'{", ".join(self.task.eval_splits())}')
+      raise ValueError(
+        f'config.eval.splits has {", ".join(map(repr, unknown))}; this task evaluates '
+        f'{", ".join(self.task.eval_splits())}'
+      )
     self.valid_split = self.task.eval_splits()[0]  # Picks the best checkpoint and drives early stopping.
     self.mesh = make_mesh(config.mesh)
     self.tx = make_optimizer(config.train, self.task.steps_per_epoch)
@@ -247,43 +253,55 @@ class Runner:
     batch_sharding = NamedSharding(self.mesh, P('data'))
     replicated = NamedSharding(self.mesh, P())
     self.train_step = jax.jit(
-        functools.partial(train_step, task=self.task, tx=self.tx),
-        in_shardings=(self.shardings, batch_sharding), out_shardings=(self.shardings, replicated),
-        donate_argnums=0)
+      functools.partial(train_step, task=self.task, tx=self.tx),
+      in_shardings=(self.shardings, batch_sharding),
+      out_shardings=(self.shardings, replicated),
+      donate_argnums=0,
+    )
     eval_carry = jax.eval_shape(functools.partial(self.task.init_carry, self.task.eval_batch_size()))
     self.eval_carry_shardings = jax.tree.map(
-        lambda x: NamedSharding(self.mesh, _batch_spec(x, self.mesh)), eval_carry)
-    self._eval_carry = jax.jit(functools.partial(self.task.init_carry, self.task.eval_batch_size()),
-                               out_shardings=self.eval_carry_shardings)
+      lambda x: NamedSharding(self.mesh, _batch_spec(x, self.mesh)), eval_carry
+    )
+    self._eval_carry = jax.jit(
+      functools.partial(self.task.init_carry, self.task.eval_batch_size()),
+      out_shardings=self.eval_carry_shardings,
+    )
     self.eval_step = jax.jit(
-        functools.partial(eval_step, task=self.task),
-        in_shardings=(self.shardings['params'], self.shardings['model_state'],
-                      self.eval_carry_shardings, batch_sharding),
-        out_shardings=(self.eval_carry_shardings, replicated))
+      functools.partial(eval_step, task=self.task),
+      in_shardings=(
+        self.shardings['params'],
+        self.shardings['model_state'],
+        self.eval_carry_shardings,
+        batch_sharding,
+      ),
+      out_shardings=(self.eval_carry_shardings, replicated),
+    )
 
   def abstract_with_shardings(self):
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                        self.abstract_state, self.shardings)
+    return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), self.abstract_state, self.shardings
+    )
 
   def init(self) -> dict:
     return self._init()
 
   def evaluate(self, params, model_state, split: str) -> dict[str, float]:
     """The task's metrics of `split` (by default the additive loop below over task.eval_step)."""
-    return self.task.evaluate(params, model_state, split,
-                              functools.partial(self.additive_evaluate, params, model_state))
+    return self.task.evaluate(
+      params, model_state, split, functools.partial(self.additive_evaluate, params, model_state)
+    )
 
   def additive_evaluate(self, params, model_state, split: str) -> dict[str, float]:
     carry, sums = self._eval_carry(), None
-    batches = metrics_lib.progress(self.task.eval_batches(split), self.task.num_eval_batches(split),
-                                   f'eval {split}')
+    batches = metrics_lib.progress(
+      self.task.eval_batches(split), self.task.num_eval_batches(split), f'eval {split}'
+    )
     for batch in batches:
       carry, batch_sums = self.eval_step(params, model_state, carry, global_batch(batch, self.mesh))
       sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
     if sums is None:
       raise ValueError(f'split {split!r} gave no eval batches')
     return self.task.eval_metrics(jax.device_get(sums))
-
 
 
 def make_task(config: ml_collections.ConfigDict, *, load_data: bool = True):
@@ -301,8 +319,9 @@ def param_count(params) -> int:
 def _git_commit() -> str:
   try:
     here = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True,
-                            timeout=10)
+    result = subprocess.run(
+      ['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True, timeout=10
+    )
     return result.stdout.strip() if result.returncode == 0 else 'unknown (no commit yet)'
   except (OSError, subprocess.SubprocessError):
     return 'unknown'
@@ -310,8 +329,18 @@ def _git_commit() -> str:
 
 def _versions() -> dict[str, str]:
   out = {'python': sys.version.split()[0]}
-  for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'numpy',
-               'tensorflow-datasets', 'tensorboardX', 'etils'):
+  for name in (
+    'jax',
+    'jaxlib',
+    'flax',
+    'optax',
+    'orbax-checkpoint',
+    'ml-collections',
+    'numpy',
+    'tensorflow-datasets',
+    'tensorboardX',
+    'etils',
+  ):
     try:
       out[name] = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -319,18 +348,26 @@ def _versions() -> dict[str, str]:
   return out
 
 
-def write_run_info(config: ml_collections.ConfigDict, workdir: str | epath.Path, params_abstract,
-                   data_source: str = '') -> None:
+def write_run_info(
+  config: ml_collections.ConfigDict, workdir: str | epath.Path, params_abstract, data_source: str = ''
+) -> None:
   """config.json and run_info.json (parameter count, data source, git commit, versions, devices, seed)."""
   if jax.process_index() != 0:
     return
   workdir = workdir_lib.as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
-  info = {'param_count': param_count(params_abstract), 'data_source': data_source,
-          'git_commit': _git_commit(),
-          'versions': _versions(), 'seed': config.seed, 'process_count': jax.process_count(),
-          'devices': [str(d) for d in jax.devices()], 'time': time.time(), 'argv': sys.argv}
+  info = {
+    'param_count': param_count(params_abstract),
+    'data_source': data_source,
+    'git_commit': _git_commit(),
+    'versions': _versions(),
+    'seed': config.seed,
+    'process_count': jax.process_count(),
+    'devices': [str(d) for d in jax.devices()],
+    'time': time.time(),
+    'argv': sys.argv,
+  }
   (workdir / 'run_info.json').write_text(json.dumps(info, indent=2))
 
 
@@ -344,9 +381,13 @@ def open_store(runner: Runner, workdir: epath.Path, read_only: bool = False) -> 
   """The run's one checkpoint manager: newest config.checkpoint.keep steps plus the best evaluated one."""
   config = runner.config
   return ckpt_lib.CheckpointStore(
-      workdir / 'checkpoints', keep=config.checkpoint.keep, best_metric=runner.task.main_metric,
-      higher_is_better=runner.task.metric_higher_is_better,
-      async_save=config.checkpoint.get('async_save', True) and not read_only, read_only=read_only)
+    workdir / 'checkpoints',
+    keep=config.checkpoint.keep,
+    best_metric=runner.task.main_metric,
+    higher_is_better=runner.task.metric_higher_is_better,
+    async_save=config.checkpoint.get('async_save', True) and not read_only,
+    read_only=read_only,
+  )
 
 
 # ---- train, evaluate, load ----------------------------------------------------------------------
@@ -355,8 +396,9 @@ def open_store(runner: Runner, workdir: epath.Path, read_only: bool = False) -> 
 def _diverged(step: int, store: ckpt_lib.CheckpointStore) -> TrainingDiverged:
   steps = store.steps()
   last = f'step {steps[-1]} in {store.directory}' if steps else 'none (no checkpoint was saved)'
-  return TrainingDiverged(f'the loss became NaN or Inf at step {step}; stopped; the last good '
-                          f'checkpoint is {last}')
+  return TrainingDiverged(
+    f'the loss became NaN or Inf at step {step}; stopped; the last good checkpoint is {last}'
+  )
 
 
 def _say(message: str) -> None:
@@ -364,8 +406,9 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path, *, task=None,
-                       hooks: Sequence[Hook] = ()) -> dict[str, Any]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | epath.Path, *, task=None, hooks: Sequence[Hook] = ()
+) -> dict[str, Any]:
   """Trains (resuming from `workdir` when it holds checkpoints), then evaluates the best checkpoint.
 
   task: a ready Task (default: made from config.task); hooks: `Hook`s called by the loop.
@@ -404,12 +447,20 @@ def _disk_full(workdir: epath.Path, store, step) -> workdir_lib.DiskFull:
     except Exception:
       last = 'unknown'
   at = f' at step {step}' if step is not None else ''
-  return workdir_lib.DiskFull(f'no space left on the device of {workdir}{at}; stopped; the last intact '
-                              f'checkpoint is {last}: free space, then run the same command to resume')
+  return workdir_lib.DiskFull(
+    f'no space left on the device of {workdir}{at}; stopped; the last intact '
+    f'checkpoint is {last}: free space, then run the same command to resume'
+  )
 
 
-def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
-           signals: workdir_lib.StopSignals, hooks: Sequence[Hook], progress: dict) -> dict[str, Any]:
+def _train(
+  runner: Runner,
+  workdir: epath.Path,
+  store: ckpt_lib.CheckpointStore,
+  signals: workdir_lib.StopSignals,
+  hooks: Sequence[Hook],
+  progress: dict,
+) -> dict[str, Any]:
   config, task, num_steps = runner.config, runner.task, runner.num_steps
   main, higher = task.main_metric, task.metric_higher_is_better
   restored = store.restore_latest(runner.abstract_with_shardings())
@@ -417,11 +468,13 @@ def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
     state, meta = runner.init(), {}
     source = task.data_source
     write_run_info(config, workdir, runner.abstract_state['params'], source)
-    metrics_lib.console(f'training {config.get("variant") or config.task} from scratch: '
-                        f'{param_count(runner.abstract_state["params"]):,} parameters, '
-                        f'{"data " + source + ", " if source else ""}{num_steps} steps '
-                        f'({task.steps_per_epoch} per epoch) on {jax.device_count()} devices, '
-                        f'mesh {dict(runner.mesh.shape)}')
+    metrics_lib.console(
+      f'training {config.get("variant") or config.task} from scratch: '
+      f'{param_count(runner.abstract_state["params"]):,} parameters, '
+      f'{"data " + source + ", " if source else ""}{num_steps} steps '
+      f'({task.steps_per_epoch} per epoch) on {jax.device_count()} devices, '
+      f'mesh {dict(runner.mesh.shape)}'
+    )
   else:
     state, meta = restored
     metrics_lib.console(f'resuming from step {meta["step"]} of {num_steps} ({store.directory})')
@@ -429,8 +482,10 @@ def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
   bad_evals = meta.get('bad_evals', 0)
   better = lambda a, b: b is None or (a > b if higher else a < b)
   writer = metrics_lib.MetricWriter(workdir)
-  writer.write_hparams(config, [f'train/{main}', f'{runner.valid_split}/{main}',
-                                *(f'final_{s}/{main}' for s in runner.eval_splits)])
+  writer.write_hparams(
+    config,
+    [f'train/{main}', f'{runner.valid_split}/{main}', *(f'final_{s}/{main}' for s in runner.eval_splits)],
+  )
   learning_rate = learning_rate_schedule(config.train, task.steps_per_epoch)
   start = int(jax.device_get(state['step']))
   progress['step'] = start
@@ -479,13 +534,22 @@ def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
       window = jax.device_get(pending)
       means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
       rates = meter.rates(done)
-      writer.write(done, {**means, **rates, 'epoch': done / task.steps_per_epoch,
-                          'learning_rate': float(learning_rate(done - 1))}, prefix='train/')
+      writer.write(
+        done,
+        {
+          **means,
+          **rates,
+          'epoch': done / task.steps_per_epoch,
+          'learning_rate': float(learning_rate(done - 1)),
+        },
+        prefix='train/',
+      )
       shown = f'train_{main}={means[main]:.4f}' if main in means and main != 'loss' else ''
       metrics_lib.console(
-          f'step {done}/{num_steps}  train_loss={means["loss"]:.4f} {shown}  '
-          f'{rates["steps_per_s"]:.2f} steps/s  {rates[f"{task.unit}_per_s"]:,.0f} {task.unit}/s  '
-          f'ETA {metrics_lib.format_duration(rates["eta_s"])}')
+        f'step {done}/{num_steps}  train_loss={means["loss"]:.4f} {shown}  '
+        f'{rates["steps_per_s"]:.2f} steps/s  {rates[f"{task.unit}_per_s"]:,.0f} {task.unit}/s  '
+        f'ETA {metrics_lib.format_duration(rates["eta_s"])}'
+      )
       pending = []
     valid = None
     if do_eval:
@@ -497,8 +561,10 @@ def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
         best_value, bad_evals = valid[main], 0
       else:
         bad_evals += 1
-      metrics_lib.console(f'step {done}  {runner.valid_split}_loss={valid["loss"]:.4f} '
-                          f'{runner.valid_split}_{main}={valid[main]:.4f}{"  (best)" if improved else ""}')
+      metrics_lib.console(
+        f'step {done}  {runner.valid_split}_loss={valid["loss"]:.4f} '
+        f'{runner.valid_split}_{main}={valid[main]:.4f}{"  (best)" if improved else ""}'
+      )
       stop_early = patience > 0 and bad_evals >= patience and not last
       # An improved evaluation is saved with its metrics: "best" is a view of the committed steps.
       do_save = do_save or improved
@@ -510,13 +576,16 @@ def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
       store.wait()
       writer.close()
       store.close()
-      message = (f'stopped by {signals.name} at step {done} of {num_steps}: checkpoint saved in '
-                 f'{store.directory}; run the same command to resume')
+      message = (
+        f'stopped by {signals.name} at step {done} of {num_steps}: checkpoint saved in '
+        f'{store.directory}; run the same command to resume'
+      )
       _say(message)
       raise Stopped(message, signals.exit_code)
     if stop_early:
-      metrics_lib.console(f'early stopping at step {done}: no better {runner.valid_split} {main} in '
-                          f'{patience} evals')
+      metrics_lib.console(
+        f'early stopping at step {done}: no better {runner.valid_split} {main} in {patience} evals'
+      )
       break
 
   check_finite()
@@ -548,8 +617,12 @@ def _train(runner: Runner, workdir: epath.Path, store: ckpt_lib.CheckpointStore,
   return {'results': results, 'state': state, 'best_step': final_step}
 
 
-def restore_params(config: ml_collections.ConfigDict, workdir: str | epath.Path, checkpoint: str = 'best',
-                   runner: Runner | None = None) -> tuple[Runner, dict]:
+def restore_params(
+  config: ml_collections.ConfigDict,
+  workdir: str | epath.Path,
+  checkpoint: str = 'best',
+  runner: Runner | None = None,
+) -> tuple[Runner, dict]:
   """(runner, state) of the best evaluated ('best') or the newest ('latest') checkpoint of `workdir`."""
   if checkpoint not in ('best', 'latest'):
     raise ValueError(f'--checkpoint must be best or latest, not {checkpoint!r}')
@@ -573,8 +646,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path, check
   runner, state = restore_params(config, workdir, checkpoint)
   step = int(jax.device_get(state['step']))
   metrics_lib.console(f'evaluating the {checkpoint} checkpoint (step {step}) of {workdir}')
-  results = {split: runner.evaluate(state['params'], state['model_state'], split)
-             for split in runner.eval_splits}
+  results = {
+    split: runner.evaluate(state['params'], state['model_state'], split) for split in runner.eval_splits
+  }
   print_results(results)
   return results
 
@@ -607,11 +681,14 @@ def sample(config: ml_collections.ConfigDict, workdir: str | epath.Path, checkpo
   """A generated sample of the task (text for char models), printed and returned."""
   runner, state = restore_params(config, workdir, checkpoint)
   params, model_state = ckpt_lib.host_arrays((state['params'], state['model_state']))
-  text = runner.task.sample(params, model_state, jax.random.PRNGKey(config.seed),
-                            workdir_lib.as_path(workdir))
+  text = runner.task.sample(
+    params, model_state, jax.random.PRNGKey(config.seed), workdir_lib.as_path(workdir)
+  )
   if text is None:
-    raise ValueError(f'--mode=sample: the {config.task} task generates no samples; use a character '
-                     f'model config (e.g. configs/ptb_char.py)')
+    raise ValueError(
+      f'--mode=sample: the {config.task} task generates no samples; use a character '
+      f'model config (e.g. configs/ptb_char.py)'
+    )
   metrics_lib.console(text)
   return text
 
@@ -626,8 +703,10 @@ def summary(config: ml_collections.ConfigDict, task=None) -> int:
     task = make_task(config, load_data=False)
   params, model_state = jax.eval_shape(task.init_variables, jax.random.PRNGKey(0))
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  rows = [('/'.join(str(getattr(k, 'key', k)) for k in path), tuple(x.shape), int(np.prod(x.shape)))
-          for path, x in flat]
+  rows = [
+    ('/'.join(str(getattr(k, 'key', k)) for k in path), tuple(x.shape), int(np.prod(x.shape)))
+    for path, x in flat
+  ]
   width = max([len(r[0]) for r in rows] + [4])
   lines = [f'{"name":<{width}}  {"shape":<20}  {"count":>12}', '-' * (width + 36)]
   lines += [f'{name:<{width}}  {str(shape):<20}  {count:>12,}' for name, shape, count in rows]

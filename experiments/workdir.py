@@ -91,8 +91,9 @@ def workdir_error(workdir: epath.Path, error: OSError) -> CheckpointError:
   if is_disk_full(error):
     return DiskFull(f'no space left on the device of {workdir}; free space, then run the same command')
   reason = error.strerror or str(error)
-  return WorkdirError(f'cannot write to the workdir {workdir} ({reason}: {error.filename or workdir}); '
-                  f'choose another --workdir')
+  return WorkdirError(
+    f'cannot write to the workdir {workdir} ({reason}: {error.filename or workdir}); choose another --workdir'
+  )
 
 
 class Lock:
@@ -146,8 +147,10 @@ class Lock:
           _say(f'note: taking over the lock of {self._describe(holder)}, a process that no longer runs')
           self.path.write_text(text)
         else:
-          problem = (f'{self.workdir} is being trained by {self._describe(holder)}; wait for it or stop it '
-                     f'(if that process is gone, delete {self.path})')
+          problem = (
+            f'{self.workdir} is being trained by {self._describe(holder)}; wait for it or stop it '
+            f'(if that process is gone, delete {self.path})'
+          )
       self.held = not problem
     if not _agree(not problem):
       raise WorkdirLocked(problem or f'{self.workdir} is locked by another run (see process 0)')

@@ -3,11 +3,12 @@
     python -m experiments.z_rank runs/ptb/cpu_ln_hyperlstm256_nz16_s0 ...  [--json out.json]
 
 Per layer and per gate g, the HyperLSTM (eq. 5-8, A.2.2) maps the hyper state ĥ to the weight scalings by
-    z_h = W_ĥh ĥ + b_ĥh   (`z_h_kernel[:, g, :]`, [hyper, N_z]),   d_h = W_hz z_h   (`scale_h[g]`, [N_z, units]),
-and likewise z_x, d_x (`z_x_kernel`, `scale_x`) and the generated bias (`z_b_kernel`, `bias_projection`, named `bias_z` before 2026-12; its W_ĥb is
-random at init in every variant, so it is the control). For each of these matrices, and for the composite
-W_ĥh W_hz ([hyper, units], the map from ĥ to d_h whose rank is what reaches the main LSTM), this module
-reports its singular values, the entropy effective rank of Roy & Vetterli (2007),
+    z_h = W_ĥh ĥ + b_ĥh   (`z_h_kernel[:, g, :]`, [hyper, N_z]),
+    d_h = W_hz z_h         (`scale_h[g]`, [N_z, units]),
+and likewise z_x, d_x (`z_x_kernel`, `scale_x`) and the generated bias (`z_b_kernel`, `bias_projection`,
+named `bias_z` in older checkpoints; its W_ĥb is random at init in every variant, so it is the control).
+For each of these matrices, and for the composite W_ĥh W_hz ([hyper, units], the map from ĥ to d_h
+whose rank is what reaches the main LSTM), this module reports its singular values, the entropy effective rank of Roy & Vetterli (2007),
 exp(-Σ p_i log p_i) with p_i = s_i / Σ s_j, and the number of singular values above 1% of the largest.
 With the reference init (A.2.3) the N_z columns of W_ĥh, W_ĥx and the N_z rows of W_hz, W_xz stay equal
 (`hyper/cells.py` z_initializers), so every one of these ranks is 1 whatever N_z is; `symmetry_gap` is the
@@ -33,7 +34,11 @@ from typing import Any
 import numpy as np
 
 GATES = ('i', 'j', 'f', 'o')  # Gate order of hyper/cells.py (input, candidate, forget, output).
-SOURCES = {'h': ('z_h_kernel', 'scale_h'), 'x': ('z_x_kernel', 'scale_x'), 'b': ('z_b_kernel', 'bias_projection')}
+SOURCES = {
+  'h': ('z_h_kernel', 'scale_h'),
+  'x': ('z_x_kernel', 'scale_x'),
+  'b': ('z_b_kernel', 'bias_projection'),
+}
 
 
 def singular_values(matrix: np.ndarray) -> np.ndarray:
@@ -101,9 +106,10 @@ def layer_ranks(layer: dict[str, np.ndarray]) -> dict[str, Any]:
     for g, gate in enumerate(GATES):
       e, p = embed[:, g, :], proj[g]
       out[source][gate] = {
-          'embedding': {**_stats(e), 'symmetry_gap': symmetry_gap(e, -1)},
-          'projection': {**_stats(p), 'symmetry_gap': symmetry_gap(p, 0)},
-          'composite': _stats(e @ p)}
+        'embedding': {**_stats(e), 'symmetry_gap': symmetry_gap(e, -1)},
+        'projection': {**_stats(p), 'symmetry_gap': symmetry_gap(p, 0)},
+        'composite': _stats(e @ p),
+      }
   return out
 
 
@@ -116,20 +122,24 @@ def summarize(params: Any) -> dict[str, Any]:
   """
   layers = hyper_layers(params)
   if not layers:
-    raise ValueError('no HyperLSTM parameters (z_h_kernel, scale_h, ...) in these params; '
-                     'z ranks apply to hyperlstm / ln_hyperlstm models only')
+    raise ValueError(
+      'no HyperLSTM parameters (z_h_kernel, scale_h, ...) in these params; '
+      'z ranks apply to hyperlstm / ln_hyperlstm models only'
+    )
   per_layer = {name: layer_ranks(layer) for name, layer in layers.items()}
   nz = next(iter(layers.values()))['scale_h'].shape[1]
   mean = {}
   for source in SOURCES:
     gates = [per_layer[name][source][gate] for name in per_layer for gate in GATES]
     mean[source] = {
-        'composite_rank': statistics.fmean(g['composite']['entropy_rank'] for g in gates),
-        'embedding_rank': statistics.fmean(g['embedding']['entropy_rank'] for g in gates),
-        'projection_rank': statistics.fmean(g['projection']['entropy_rank'] for g in gates),
-        'composite_above_1pct': statistics.fmean(g['composite']['above_1pct'] for g in gates),
-        'symmetry_gap': max(max(g['embedding']['symmetry_gap'], g['projection']['symmetry_gap'])
-                            for g in gates)}
+      'composite_rank': statistics.fmean(g['composite']['entropy_rank'] for g in gates),
+      'embedding_rank': statistics.fmean(g['embedding']['entropy_rank'] for g in gates),
+      'projection_rank': statistics.fmean(g['projection']['entropy_rank'] for g in gates),
+      'composite_above_1pct': statistics.fmean(g['composite']['above_1pct'] for g in gates),
+      'symmetry_gap': max(
+        max(g['embedding']['symmetry_gap'], g['projection']['symmetry_gap']) for g in gates
+      ),
+    }
   return {'nz': int(nz), 'layers': per_layer, 'mean': mean}
 
 
@@ -137,10 +147,15 @@ def workdir_ranks(workdir: str, checkpoint: str = 'best') -> dict[str, Any]:
   """`summarize` of a launch.py workdir's checkpoint, with its variant, seed and z_init."""
   # Imported here: JAX and the models are only needed to read checkpoints.
   from experiments import trainer
+
   config, params = trainer.load(workdir, checkpoint)
   result = summarize(params)
-  result.update(workdir=workdir, variant=config.get('variant', ''), seed=config.get('seed', 0),
-                z_init=config.model.get('z_init', 'reference'))
+  result.update(
+    workdir=workdir,
+    variant=config.get('variant', ''),
+    seed=config.get('seed', 0),
+    z_init=config.model.get('z_init', 'reference'),
+  )
   return result
 
 
@@ -148,9 +163,11 @@ def line(result: dict[str, Any]) -> str:
   """One text line: workdir, N_z, z_init, then per source composite/embedding/projection ranks and gap."""
   parts = [result.get('workdir', ''), f'nz={result["nz"]}', f'z_init={result.get("z_init", "?")}']
   for source, m in result['mean'].items():
-    parts.append(f'{source}: rank {m["composite_rank"]:.2f} (emb {m["embedding_rank"]:.2f}, '
-                 f'proj {m["projection_rank"]:.2f}, >1% {m["composite_above_1pct"]:.1f}) '
-                 f'gap {m["symmetry_gap"]:.1e}')
+    parts.append(
+      f'{source}: rank {m["composite_rank"]:.2f} (emb {m["embedding_rank"]:.2f}, '
+      f'proj {m["projection_rank"]:.2f}, >1% {m["composite_above_1pct"]:.1f}) '
+      f'gap {m["symmetry_gap"]:.1e}'
+    )
   return '  '.join(parts)
 
 
@@ -166,8 +183,10 @@ def row_table(results: list[dict[str, Any]]) -> str:
   for row, group in groups.items():
     cells = [f'`{row}`', str(group[0]['nz']), str(len(group))]
     for source in SOURCES:
-      ranks = [[layer[source][g]['composite']['entropy_rank'] for r in group for layer in r['layers'].values()]
-               for g in GATES]
+      ranks = [
+        [layer[source][g]['composite']['entropy_rank'] for r in group for layer in r['layers'].values()]
+        for g in GATES
+      ]
       cells.append('/'.join(f'{statistics.fmean(per_gate):.2f}' for per_gate in ranks))
     cells += [f'{max(r["mean"][s]["symmetry_gap"] for r in group):.0e}' for s in ('h', 'x')]
     lines.append('| ' + ' | '.join(cells) + ' |')
@@ -179,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('workdirs', nargs='+')
   parser.add_argument('--checkpoint', default='best', help="'best' or 'latest'")
   parser.add_argument('--json', default=None, help='also write every result (singular values included) here')
-  parser.add_argument('--rows', action='store_true',
-                      help="then print a table per row (workdir name less '_s<seed>'), per gate, mean over seeds")
+  parser.add_argument(
+    '--rows',
+    action='store_true',
+    help="then print a table per row (workdir name less '_s<seed>'), per gate, mean over seeds",
+  )
   args = parser.parse_args(argv)
   results = []
   for workdir in args.workdirs:

@@ -31,7 +31,6 @@ from experiments import trainer  # noqa: E402
 
 
 class FaultHook(trainer.Hook):
-
   def __init__(self, faults: dict):
     self.faults = faults
 
@@ -63,16 +62,19 @@ def install(faults: dict) -> None:
 
   def with_hooks(config, workdir, **kwargs):
     return train(config, workdir, hooks=[*kwargs.pop('hooks', ()), hook], **kwargs)
+
   trainer.train_and_evaluate = with_hooks
 
   if 'kill_before_commit' in faults:
     from orbax.checkpoint._src.path import async_path  # pylint: disable=g-import-not-at-top
+
     rename = async_path.rename
 
     async def rename_or_die(src, dst, *args, **kwargs):
       if os.path.basename(os.fspath(dst)) == str(faults['kill_before_commit']):
         os.kill(os.getpid(), signal.SIGKILL)
       return await rename(src, dst, *args, **kwargs)
+
     async_path.rename = rename_or_die
 
   if 'enospc_at_save' in faults:
@@ -82,6 +84,7 @@ def install(faults: dict) -> None:
       if step == faults['enospc_at_save']:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory / str(step)))
       return save(self, step, *args, **kwargs)
+
     ckpt_lib.CheckpointStore.save = full_disk_save
 
   if 'nan_at_step' in faults:
@@ -89,6 +92,7 @@ def install(faults: dict) -> None:
 
     def make_task_with_nan(config, **kwargs):
       import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
       task = make_task(config, **kwargs)
       loss_fn = task.loss_fn
 
@@ -96,8 +100,10 @@ def install(faults: dict) -> None:
         loss, aux = loss_fn(params, model_state, carry, batch, rng, step)
         loss = jnp.where(step == faults['nan_at_step'], jnp.nan, loss)
         return loss, (aux[0], aux[1], dict(aux[2], loss=loss))
+
       task.loss_fn = nan_loss_fn
       return task
+
     trainer.make_task = make_task_with_nan
 
 

@@ -21,9 +21,11 @@ from hyper.static import (
 BASIC = (3, 3, 2, 4)  # f_h, f_w, N_in, N_out (tiny)
 N_Z, C = 5, 3
 SHAPES = {
-    'big': {'kernel': jax.ShapeDtypeStruct((3, 3, 4, 8), jnp.float32),   # 2 x 2 tiles
-            'bias': jax.ShapeDtypeStruct((8,), jnp.float32)},
-    'small': {'kernel': jax.ShapeDtypeStruct((3, 3, 2, 4), jnp.float32)},  # 1 x 1 tile
+  'big': {
+    'kernel': jax.ShapeDtypeStruct((3, 3, 4, 8), jnp.float32),  # 2 x 2 tiles
+    'bias': jax.ShapeDtypeStruct((8,), jnp.float32),
+  },
+  'small': {'kernel': jax.ShapeDtypeStruct((3, 3, 2, 4), jnp.float32)},  # 1 x 1 tile
 }
 
 
@@ -34,7 +36,7 @@ def numpy_kernel(gen, z, basic_shape=BASIC):
   d = w_in.shape[1] // n_in
   kernel = np.zeros((f_h, f_w, n_in, n_out))
   for i in range(n_in):
-    a_i = w_in[:, i * d:(i + 1) * d].T @ np.asarray(z, np.float64) + b_in[i * d:(i + 1) * d]
+    a_i = w_in[:, i * d : (i + 1) * d].T @ np.asarray(z, np.float64) + b_in[i * d : (i + 1) * d]
     kernel[:, :, i, :] = (w_out.T @ a_i + b_out).reshape(n_out, f_h, f_w).transpose(1, 2, 0)
   return kernel
 
@@ -46,6 +48,7 @@ def make(condition_size=C, shapes=SHAPES, dtype=jnp.float32):
 
 def randomised(hn, seed=0):
   """Hyper params with non-zero biases and conditioning weights W_c (zero at init), so tests see them."""
+
   @jax.jit  # one compile instead of one per eager random op
   def draw(rng):
     hp = hn.init(rng)
@@ -55,6 +58,7 @@ def randomised(hn, seed=0):
     hp['generator']['b_out'] = normal(hp['generator']['b_out'])
     hp['condition'] = jax.tree.map(normal, hp['condition'])
     return hp
+
   return draw(jax.random.key(seed))
 
 
@@ -80,15 +84,20 @@ def test_two_conditions_give_different_kernels_from_shifted_embeddings():
   apply = jax.jit(hn.apply)
   p1, p2 = apply(hp, c1), apply(hp, c2)
   assert float(jnp.abs(p1['big']['kernel'] - p2['big']['kernel']).max()) > 0.1
-  np.testing.assert_array_equal(p1['big']['bias'], p2['big']['bias'])     # ordinary leaves: no condition
+  np.testing.assert_array_equal(p1['big']['bias'], p2['big']['bias'])  # ordinary leaves: no condition
   # Each tile j is eq. 1-2 of z^j + W_c^j c (an independent float64 computation).
   for c, p in ((c1, p1), (c2, p2)):
     for i in range(2):
       for j in range(2):
-        z = (np.asarray(hp['embeddings']['big']['kernel'][i, j], np.float64)
-             + np.asarray(hp['condition']['big']['kernel'][i, j], np.float64).T @ np.asarray(c, np.float64))
-        np.testing.assert_allclose(p['big']['kernel'][:, :, 2 * i:2 * i + 2, 4 * j:4 * j + 4],
-                                   numpy_kernel(hp['generator'], z), rtol=1e-4, atol=1e-4)
+        z = np.asarray(hp['embeddings']['big']['kernel'][i, j], np.float64) + np.asarray(
+          hp['condition']['big']['kernel'][i, j], np.float64
+        ).T @ np.asarray(c, np.float64)
+        np.testing.assert_allclose(
+          p['big']['kernel'][:, :, 2 * i : 2 * i + 2, 4 * j : 4 * j + 4],
+          numpy_kernel(hp['generator'], z),
+          rtol=1e-4,
+          atol=1e-4,
+        )
 
 
 def test_batched_apply_equals_vmap_and_one_at_a_time():
@@ -110,7 +119,7 @@ def test_batched_embeddings_give_per_example_kernels():
   """Embeddings with a leading batch axis (e.g. produced by an encoder): the issue's failing reshape."""
   hn = make(None)
   hp = jax.jit(hn.init)(jax.random.key(0))
-  per_example = jax.tree.map(lambda z: jnp.stack([z, -z, 2 * z]), hp['embeddings'])   # [3, A, B, N_z]
+  per_example = jax.tree.map(lambda z: jnp.stack([z, -z, 2 * z]), hp['embeddings'])  # [3, A, B, N_z]
   out = hn.apply({**hp, 'embeddings': per_example})
   assert out['big']['kernel'].shape == (3, 3, 3, 4, 8) and out['big']['bias'].shape == (3, 8)
   for b in range(3):
@@ -174,6 +183,7 @@ def test_gradients_and_jvp_reach_the_conditioning_path_float64():
 
 class SmallNet(nn.Module):
   """conv 3x3 (2 -> 4, generated), relu, conv 3x3 (4 -> 4, generated as 2 x 1 tiles), mean, dense."""
+
   batch_norm: bool = False
 
   @nn.compact
@@ -186,8 +196,13 @@ class SmallNet(nn.Module):
 
 
 def _hypernetized(batch_norm=False, condition_size=C):
-  return Hypernetized(main=SmallNet(batch_norm), rule=conv_kernel_rule((3, 3)), basic_shape=(3, 3, 2, 4),
-                      embedding_size=N_Z, condition_size=condition_size)
+  return Hypernetized(
+    main=SmallNet(batch_norm),
+    rule=conv_kernel_rule((3, 3)),
+    basic_shape=(3, 3, 2, 4),
+    embedding_size=N_Z,
+    condition_size=condition_size,
+  )
 
 
 def test_hypernetized_per_batch_and_per_example_conditions():
@@ -202,7 +217,9 @@ def test_hypernetized_per_batch_and_per_example_conditions():
   assert tuple(specs['embeddings']['conv2']['kernel']) == (None, None, 'nz')
   assert tuple(specs['condition']['conv2']['kernel']) == (None, None, None, 'nz')
   params = nn.unbox(variables)['params']
-  params['condition'] = jax.tree.map(lambda w: jax.random.normal(jax.random.key(2), w.shape), params['condition'])
+  params['condition'] = jax.tree.map(
+    lambda w: jax.random.normal(jax.random.key(2), w.shape), params['condition']
+  )
   hn = model.hypernetwork(x.shape)
   cs = jax.random.normal(jax.random.key(3), (4, C))
 
@@ -210,12 +227,16 @@ def test_hypernetized_per_batch_and_per_example_conditions():
   per_example = apply(params, x, cs)
   alone = jax.jit(lambda p, x, c: SmallNet().apply({'params': hn.apply(p, c)}, x))
   for b in range(4):
-    want = alone(params, x[b:b + 1], cs[b])[0]
+    want = alone(params, x[b : b + 1], cs[b])[0]
     np.testing.assert_allclose(per_example[b], want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(apply(params, x, cs[b])[b], want, rtol=1e-5, atol=1e-5)   # c [C]
+    np.testing.assert_allclose(apply(params, x, cs[b])[b], want, rtol=1e-5, atol=1e-5)  # c [C]
   assert float(jnp.abs(per_example[0] - apply(params, x, cs[1])[0]).max()) > 1e-4
-  np.testing.assert_allclose(jax.jit(lambda p, x: model.apply({'params': p}, x))(params, x),
-                             alone(params, x, None), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    jax.jit(lambda p, x: model.apply({'params': p}, x))(params, x),
+    alone(params, x, None),
+    rtol=1e-5,
+    atol=1e-5,
+  )
 
   # Gradients reach the condition (and W_c) through the per-example path.
   g_c, g_p = jax.grad(lambda c, p: jnp.sum(apply(p, x, c) ** 2), argnums=(0, 1))(cs, params)
@@ -251,7 +272,7 @@ def test_hypernetized_batch_norm_main_network_and_conditions():
   stats = variables['batch_stats']['main_stats']
   alone = jax.jit(lambda p, x, c: SmallNet(True).apply({'params': hn.apply(p, c), 'batch_stats': stats}, x))
   for b in range(3):
-    np.testing.assert_allclose(y[b], alone(variables['params'], x[b:b + 1], cs[b])[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[b], alone(variables['params'], x[b : b + 1], cs[b])[0], rtol=1e-5, atol=1e-5)
   # Train mode: one condition for the batch updates the statistics; per-example conditions refuse.
   _, updates = model.apply(variables, x, train=True, condition=cs[0], mutable=['batch_stats'])
   assert float(jnp.abs(updates['batch_stats']['main_stats']['bn']['mean'] - stats['bn']['mean']).max()) > 0
@@ -287,8 +308,11 @@ def test_nnx_wrapper_gives_the_pure_numbers_and_trains():
   loss = lambda out: jnp.sum((out['big']['kernel'] - 1.0) ** 2)
   g_pure = jax.grad(lambda p: loss(hn.apply(p, cs[0])))(pure)
   g_nnx = nnx.grad(lambda m: loss(m(cs[0])))(module)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               nnx.to_pure_dict(g_nnx)['params'], g_pure)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    nnx.to_pure_dict(g_nnx)['params'],
+    g_pure,
+  )
   optimizer = nnx.Optimizer(module, optax.adam(1e-2), wrt=nnx.Param)
 
   @nnx.jit

@@ -47,9 +47,15 @@ def test_ptb_char_rows_follow_appendix_a33():
   ptb = _family('ptb_char')
   c = ptb.get_config('ln_hyperlstm1000')
   assert (c.train.batch_size, c.data.seq_len, c.train.learning_rate, c.train.grad_clip_norm) == (
-    128, 100, 0.001, 1.0)
+    128,
+    100,
+    0.001,
+    1.0,
+  )
   assert (c.model.cell.hyper_features, c.model.cell.embedding_size) == (128, 4)
-  assert c.model.input_dropout == c.model.output_dropout == c.model.cell.recurrent_dropout == pytest.approx(0.1)
+  assert (
+    c.model.input_dropout == c.model.output_dropout == c.model.cell.recurrent_dropout == pytest.approx(0.1)
+  )
   assert ptb.get_config('ln_hyperlstm1000_nz16').model.cell.recurrent_dropout == pytest.approx(0.15)
   two = ptb.get_config('ln_hyperlstm1000_2layer').model
   assert (two.num_layers, two.cell.embedding_size, two.cell.recurrent_dropout) == (2, 16, pytest.approx(0.2))

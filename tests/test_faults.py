@@ -34,8 +34,14 @@ def _one_line(result, code: int, *fragments: str) -> str:
 
 
 def _results(stdout: str) -> dict[str, float]:
-  return {k: float(v) for k, v in (line.split(': ') for line in stdout.splitlines()
-                                   if line.split(':')[0] in ('valid_bpc', 'test_bpc', 'valid_loss'))}
+  return {
+    k: float(v)
+    for k, v in (
+      line.split(': ')
+      for line in stdout.splitlines()
+      if line.split(':')[0] in ('valid_bpc', 'test_bpc', 'valid_loss')
+    )
+  }
 
 
 def _best_and_latest(workdir):
@@ -98,8 +104,9 @@ def test_damaged_best_falls_back_to_the_best_intact_evaluation(reference, tmp_pa
   T.truncate_largest_file(os.path.join(workdir, 'checkpoints', '12'))  # Best (and latest).
   before = T.tree_snapshot(workdir)
   result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}', '--mode=eval'])
-  _one_line(result, 0, 'best checkpoint step 12', 'damaged', 'using step 6', 'best intact evaluation',
-            'valid bpc')
+  _one_line(
+    result, 0, 'best checkpoint step 12', 'damaged', 'using step 6', 'best intact evaluation', 'valid bpc'
+  )
   assert 'evaluating the best checkpoint (step 6)' in result.stdout
   assert 'valid_bpc' in _results(result.stdout)
   assert T.tree_snapshot(workdir) == before  # --mode=eval reads only.
@@ -108,8 +115,9 @@ def test_damaged_best_falls_back_to_the_best_intact_evaluation(reference, tmp_pa
 def test_damaged_best_during_training_still_reports_results(tmp_path):
   """The step-12 best is damaged right after its commit: the run reports step 6 and exits 0."""
   workdir = str(tmp_path / 'run')
-  result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'],
-                        faults={'damage_after_commit': 12})
+  result = T.run_launch(
+    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'], faults={'damage_after_commit': 12}
+  )
   _one_line(result, 0, 'best checkpoint step 12', 'using step 6')
   assert 'valid_bpc' in _results(result.stdout) and 'test_bpc' in _results(result.stdout)
   assert os.path.isdir(os.path.join(workdir, 'damaged', 'checkpoints-12'))  # Set aside, not deleted.
@@ -117,10 +125,17 @@ def test_damaged_best_during_training_still_reports_results(tmp_path):
 
 def test_sigterm_saves_at_the_next_step_and_exits_143(tmp_path):
   workdir = str(tmp_path / 'run')
-  result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'],
-                        faults={'signal_after_step': [5, 'SIGTERM']})
-  _one_line(result, 128 + signal.SIGTERM, 'stopped by SIGTERM at step 5 of 12', 'checkpoint saved',
-            'run the same command to resume')
+  result = T.run_launch(
+    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'],
+    faults={'signal_after_step': [5, 'SIGTERM']},
+  )
+  _one_line(
+    result,
+    128 + signal.SIGTERM,
+    'stopped by SIGTERM at step 5 of 12',
+    'checkpoint saved',
+    'run the same command to resume',
+  )
   assert T.checkpoint_steps(workdir) == [4, 5]
   assert _latest_step(workdir) == 5
   assert not os.path.exists(os.path.join(workdir, 'lock'))
@@ -133,8 +148,10 @@ def _latest_step(workdir) -> int:
 
 def test_sigint_from_outside_saves_and_exits_130(tmp_path):
   workdir = str(tmp_path / 'run')
-  child = T.run_launch([*T.launch_args(overrides={**OVERRIDES, 'train.num_steps': 100000}),
-                        f'--workdir={workdir}'], background=True)
+  child = T.run_launch(
+    [*T.launch_args(overrides={**OVERRIDES, 'train.num_steps': 100000}), f'--workdir={workdir}'],
+    background=True,
+  )
   try:
     for line in child.stdout:  # Wait until training runs (compiled, past the first log line).
       if line.startswith('step 4/'):
@@ -159,17 +176,25 @@ def test_second_writer_is_refused_and_changes_nothing(tmp_path):
   (workdir / 'lock').write_text(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'time': 0}))
   before = T.tree_snapshot(str(workdir))
   result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'])
-  _one_line(result, 1, 'is being trained by', f'pid {os.getpid()}', f'host {socket.gethostname()}',
-            'wait for it or stop it')
+  _one_line(
+    result,
+    1,
+    'is being trained by',
+    f'pid {os.getpid()}',
+    f'host {socket.gethostname()}',
+    'wait for it or stop it',
+  )
   assert T.tree_snapshot(str(workdir)) == before
 
 
 def test_full_disk_stops_with_one_line_and_an_intact_last_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
-  result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'],
-                        faults={'enospc_at_save': 8})
-  _one_line(result, 1, 'no space left on the device', 'at step 8', 'last intact checkpoint is step 6',
-            'free space')
+  result = T.run_launch(
+    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'], faults={'enospc_at_save': 8}
+  )
+  _one_line(
+    result, 1, 'no space left on the device', 'at step 8', 'last intact checkpoint is step 6', 'free space'
+  )
   assert T.checkpoint_steps(workdir) == [4, 6]
   assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints')) if 'tmp' in n]
   assert _latest_step(workdir) == 6
@@ -178,6 +203,7 @@ def test_full_disk_stops_with_one_line_and_an_intact_last_checkpoint(tmp_path):
 
 def test_a_workdir_that_cannot_be_written_is_one_error_before_anything_is_written(tmp_path):
   from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
   a_file = tmp_path / 'a_file'
   a_file.write_text('x')
   for bad in (a_file, a_file / 'run'):
@@ -189,8 +215,9 @@ def test_a_workdir_that_cannot_be_written_is_one_error_before_anything_is_writte
 def test_nan_loss_stops_with_the_step_and_the_last_good_checkpoint(tmp_path):
   """The NaN is injected into the jitted step through the task (tests/fault_child.py), not the config."""
   workdir = str(tmp_path / 'run')
-  result = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'],
-                        faults={'nan_at_step': 5})
+  result = T.run_launch(
+    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}'], faults={'nan_at_step': 5}
+  )
   # state['step'] == 5 is the 6th update; the guard is read at step 6 (a log step): checkpoint 4 is kept.
   _one_line(result, 1, 'NaN or Inf at step 5', 'last good checkpoint is step 4')
   assert T.checkpoint_steps(workdir) == [4]

@@ -32,8 +32,9 @@ def test_parameter_count_of_the_lstm900_row():
   assert count == 4 * 900 * 903 + 4 * 900 + 900 * 121 + 121 == 3_363_421
 
 
-@pytest.mark.parametrize('cell,layers', [(cells.LayerNormLSTMCell(8), 2),
-                                         (cells.HyperLSTMCell(8, hyper_features=6), 1)])
+@pytest.mark.parametrize(
+  'cell,layers', [(cells.LayerNormLSTMCell(8), 2), (cells.HyperLSTMCell(8, hyper_features=6), 1)]
+)
 def test_windows_with_carried_state_equal_one_pass(cell, layers):
   model = HandwritingModel(cell, num_layers=layers, num_mixtures=3)
   params = _init(model)
@@ -93,8 +94,9 @@ def test_scan_sampler_equals_a_step_by_step_loop_and_primes():
 
 def test_sampler_weight_change_equals_reading_the_sample_back():
   # z_init='random_embedding': with the reference init z_h is constant at first (no weight change).
-  model = HandwritingModel(cells.HyperLSTMCell(8, hyper_features=6, z_init='random_embedding'),
-                           num_mixtures=2)
+  model = HandwritingModel(
+    cells.HyperLSTMCell(8, hyper_features=6, z_init='random_embedding'), num_mixtures=2
+  )
   params = _init(model, b=1, t=2)
   got = sample(model, params, jax.random.PRNGKey(0), 9, temperature=1.0, bias=0.0)
   change = np.asarray(got['weight_change']['layer_0'][0])  # [9, 4]

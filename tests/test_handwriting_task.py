@@ -11,14 +11,21 @@ from experiments.tasks import handwriting as hw_task
 
 
 def test_paper_rows_and_variants():
-  expected = {'lstm900': ('lstm', 900, '-1055 nats'), 'ln_lstm1000': ('ln_lstm', 1000, '-1106 nats'),
-              'hyperlstm900': ('hyperlstm', 900, '-1162 nats'),
-              'ln_hyperlstm900': ('ln_hyperlstm', 900, '-1067 nats')}
+  expected = {
+    'lstm900': ('lstm', 900, '-1055 nats'),
+    'ln_lstm1000': ('ln_lstm', 1000, '-1106 nats'),
+    'hyperlstm900': ('hyperlstm', 900, '-1162 nats'),
+    'ln_hyperlstm900': ('ln_hyperlstm', 900, '-1067 nats'),
+  }
   for variant, (cell, units, test) in expected.items():
     c = hw_configs.get_config(variant)
     assert (c.model.cell.name, c.model.cell.features, c.paper.test) == (cell, units, test)
-    assert (c.train.batch_size, c.data.min_length, c.model.num_mixtures, c.data.name) == \
-        (32, 300, 20, 'iam_ondb')
+    assert (c.train.batch_size, c.data.min_length, c.model.num_mixtures, c.data.name) == (
+      32,
+      300,
+      20,
+      'iam_ondb',
+    )
     assert c.data.split_lists == 'graves2013' and c.task == 'handwriting'
   for variant in ('cpu_lstm256', 'cpu_ln_lstm256', 'cpu_hyperlstm256', 'cpu_ln_hyperlstm256'):
     assert hw_configs.get_config(variant).data.name == 'unipen_lines'
@@ -56,8 +63,8 @@ def test_tiny_trains_and_evaluates_every_line_whole(tmp_path):
   batch = np.zeros((len(valid), n, 3), np.float32)
   mask = np.zeros((len(valid), n - 1), np.float32)
   for i in range(len(valid)):
-    batch[i, :valid.lengths[i]] = task.normalizer.normalize(valid.line(i))
-    mask[i, :valid.lengths[i] - 1] = 1
+    batch[i, : valid.lengths[i]] = task.normalizer.normalize(valid.line(i))
+    mask[i, : valid.lengths[i] - 1] = 1
   out, _ = jax.jit(task.model.apply)({'params': state['params']}, batch[:, :-1], mask=mask)
   total = float(task.model.nll(out, batch[:, 1:], mask).sum())
   np.testing.assert_allclose(result['nats_per_line'], total / len(valid), rtol=2e-5)
@@ -66,5 +73,9 @@ def test_tiny_trains_and_evaluates_every_line_whole(tmp_path):
   np.testing.assert_allclose(std, task.splits['train'].points[:, :2].std(0), rtol=1e-5)
   # --mode=sample / end of training: the sample in data units and, for a hyper cell, Figure 7 and the GIF.
   written = task.write_artifacts(state['params'], state['model_state'], str(tmp_path))
-  assert sorted(p.rsplit('/', 1)[1] for p in written) == ['figure7.gif', 'figure7.png', 'sample.png',
-                                                         'sample.svg']
+  assert sorted(p.rsplit('/', 1)[1] for p in written) == [
+    'figure7.gif',
+    'figure7.png',
+    'sample.png',
+    'sample.svg',
+  ]

@@ -15,7 +15,6 @@ from PIL import Image
 from experiments.data import images as I
 from experiments.data.errors import DataError
 
-
 # ------------------------------------------------------------------------------------------------
 # Tiny files.
 
@@ -26,7 +25,7 @@ def _write_idx(path, array, magic=None, truncate=0):
   header = magic.to_bytes(4, 'big') + b''.join(d.to_bytes(4, 'big') for d in array.shape)
   raw = header + array.tobytes()
   with gzip.open(path, 'wb') as f:
-    f.write(raw[:len(raw) - truncate])
+    f.write(raw[: len(raw) - truncate])
 
 
 def _mnist_arrays(n, offset):
@@ -54,11 +53,13 @@ def _cifar_arrays(n, offset):
 
 def _write_cifar_python(path, per_batch=4):
   with tarfile.open(path, 'w:gz') as tar:
-    for k, name in enumerate(['data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4',
-                              'data_batch_5', 'test_batch']):
+    for k, name in enumerate(
+      ['data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4', 'data_batch_5', 'test_batch']
+    ):
       images, labels = _cifar_arrays(per_batch, 1000 + per_batch * k)
-      blob = pickle.dumps({b'data': images.transpose(0, 3, 1, 2).reshape(per_batch, -1),
-                           b'labels': labels.tolist()})
+      blob = pickle.dumps(
+        {b'data': images.transpose(0, 3, 1, 2).reshape(per_batch, -1), b'labels': labels.tolist()}
+      )
       info = tarfile.TarInfo(f'cifar-10-batches-py/{name}')
       info.size = len(blob)
       tar.addfile(info, io.BytesIO(blob))
@@ -88,12 +89,13 @@ def _write_cifar_jpeg(path, n_train=20, n_test=10, corrupt=None):
 
 def test_mnist_builder_splits_and_pairs(tmp_path):
   manual = _write_mnist(tmp_path / 'mnist')
-  data = I.load_image_splits('mnist', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=5,
-                             download=False)
+  data = I.load_image_splits(
+    'mnist', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=5, download=False
+  )
   assert data.source == 'official' and data.num_classes == 10
   sizes = {k: len(v[1]) for k, v in data.splits.items()}
   assert sizes == {'train': 25, 'valid': 5, 'test': 10}
-  for split, (images, labels) in data.splits.items():
+  for _split, (images, labels) in data.splits.items():
     assert images.dtype == np.uint8 and images.shape[1:] == (28, 28, 1) and labels.dtype == np.int32
     ids = images[:, 0, 0, 0].astype(np.int64)
     np.testing.assert_array_equal(labels, ids % 10)  # each image kept its own label
@@ -110,8 +112,9 @@ def test_mnist_builder_splits_and_pairs(tmp_path):
   np.testing.assert_array_equal(fast_images, np.stack([r['image'] for r in generic]))
   np.testing.assert_array_equal(fast_labels, [r['label'] for r in generic])
   # Loading again (already prepared) with the same seed gives the same validation set.
-  again = I.load_image_splits('mnist', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=5,
-                              download=False)
+  again = I.load_image_splits(
+    'mnist', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=5, download=False
+  )
   np.testing.assert_array_equal(again['valid'][0], data['valid'][0])
 
 
@@ -167,8 +170,9 @@ def test_cifar_official_archive_preferred_over_jpeg(tmp_path):
   manual.mkdir()
   _write_cifar_python(manual / 'cifar-10-python.tar.gz')
   _write_cifar_jpeg(manual / 'cifar10-jpeg.tar')
-  data = I.load_image_splits('cifar10', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=4,
-                             download=False)
+  data = I.load_image_splits(
+    'cifar10', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=4, download=False
+  )
   assert data.source == 'official'
   assert {k: len(v[1]) for k, v in data.splits.items()} == {'train': 16, 'valid': 4, 'test': 4}
   want_train, want_train_labels = _cifar_arrays(20, 1000)
@@ -186,8 +190,9 @@ def test_cifar_official_archive_preferred_over_jpeg(tmp_path):
 
 def test_cifar_binary_archive(tmp_path):
   images, labels = _cifar_arrays(3, 7)
-  records = np.concatenate([labels.astype(np.uint8)[:, None],
-                            images.transpose(0, 3, 1, 2).reshape(3, -1)], 1).tobytes()
+  records = np.concatenate(
+    [labels.astype(np.uint8)[:, None], images.transpose(0, 3, 1, 2).reshape(3, -1)], 1
+  ).tobytes()
   with tarfile.open(tmp_path / 'cifar-10-binary.tar.gz', 'w:gz') as tar:
     for name in ('data_batch_1.bin', 'test_batch.bin'):
       info = tarfile.TarInfo(f'cifar-10-batches-bin/{name}')
@@ -202,8 +207,9 @@ def test_cifar_jpeg_copy(tmp_path):
   manual = tmp_path / 'cifar'
   manual.mkdir()
   _write_cifar_jpeg(manual / 'cifar10-jpeg.tar')
-  data = I.load_image_splits('cifar10', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=4,
-                             download=False)
+  data = I.load_image_splits(
+    'cifar10', manual_dir=manual, data_dir=tmp_path / 'tfds', num_valid=4, download=False
+  )
   assert data.source == 'jpeg-copy'
   assert {k: len(v[1]) for k, v in data.splits.items()} == {'train': 16, 'valid': 4, 'test': 10}
   images, labels = data['test']
@@ -252,8 +258,9 @@ def test_image_batches_stateless_epochs_and_sharding():
     parts = [s.batch(step) for s in shards]
     assert all(p['label'].shape == (2,) and p['image'].dtype == np.uint8 for p in parts)
     np.testing.assert_array_equal(np.concatenate([p['label'] for p in parts]), full.batch(step)['label'])
-  assert not np.array_equal(I.ImageBatches(images, labels, 8, seed=4).batch(0)['label'],
-                            full.batch(0)['label'])
+  assert not np.array_equal(
+    I.ImageBatches(images, labels, 8, seed=4).batch(0)['label'], full.batch(0)['label']
+  )
 
 
 def test_eval_batches_cover_split_with_mask():
@@ -280,7 +287,7 @@ def _windows(image, pad, flip):
   """All crops (and mirrored crops) the augmentation may produce from one uint8 image."""
   h, w = image.shape[:2]
   padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-  out = [padded[i:i + h, j:j + w] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+  out = [padded[i : i + h, j : j + w] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
   return out + [x[:, ::-1] for x in out] if flip else out
 
 
@@ -325,8 +332,9 @@ def test_augment_cifar_shift_flip_and_normalisation():
   # Eval preprocessing: per-channel standardisation, no shift.
   ev = np.asarray(I.preprocess(images, 'cifar10'))
   np.testing.assert_allclose(ev, (images / 255.0 - I.CIFAR10_MEAN) / I.CIFAR10_STD, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(I.preprocess(images[..., :1], 'mnist')), images[..., :1] / 255.0,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(I.preprocess(images[..., :1], 'mnist')), images[..., :1] / 255.0, rtol=1e-6
+  )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,10 +19,15 @@ def _png_size(path):
 
 def test_plot_kernel_grid_png_scales_with_kernel_count(tmp_path):
   rng = np.random.default_rng(0)
-  small = kf.plot_kernel_grid(rng.normal(size=(3, 3, 16, 16)), rng.normal(size=(3, 3, 16, 16)),
-                              str(tmp_path / 'a' / 'k16.png'))
-  large = kf.plot_kernel_grid(rng.normal(size=(3, 3, 32, 32)), rng.normal(size=(3, 3, 32, 32)),
-                              str(tmp_path / 'k32.png'), titles=('left', 'right'))
+  small = kf.plot_kernel_grid(
+    rng.normal(size=(3, 3, 16, 16)), rng.normal(size=(3, 3, 16, 16)), str(tmp_path / 'a' / 'k16.png')
+  )
+  large = kf.plot_kernel_grid(
+    rng.normal(size=(3, 3, 32, 32)),
+    rng.normal(size=(3, 3, 32, 32)),
+    str(tmp_path / 'k32.png'),
+    titles=('left', 'right'),
+  )
   (w16, h16), (w32, h32) = _png_size(small), _png_size(large)
   assert (tmp_path / 'a' / 'k16.png').stat().st_size > 1000
   assert 1.7 < w32 / w16 < 2.3 and 1.5 < h32 / h16 < 2.3  # twice the channels: about twice the size
@@ -51,8 +56,10 @@ def test_figures_from_initialised_hypernetwork(tmp_path):
   # Shapes only (no compilation): the generated main-network tree holds the kernels the CLI would draw.
   hyper_shapes = jax.eval_shape(hypernetwork.init, jax.random.key(0))
   main_shapes = jax.eval_shape(hypernetwork.apply, hyper_shapes)
-  found = {(n_in, n_out): [p for p, _ in kf.conv_kernels(main_shapes, n_in, n_out)]
-           for n_in, n_out in kf.DEFAULT_GRIDS}
+  found = {
+    (n_in, n_out): [p for p, _ in kf.conv_kernels(main_shapes, n_in, n_out)]
+    for n_in, n_out in kf.DEFAULT_GRIDS
+  }
   assert found[(16, 16)][0] == 'stage2_block0/conv_a/kernel' and found[(32, 32)]
   # Real generated values: one 16x16 tile and a 2x2 grid of tiles (a 32x32 kernel), eq. 1-2.
   generator = static.init_generator(jax.random.key(1), convnets.WRN_BASIC_SHAPE, convnets.WRN_EMBEDDING_SIZE)
@@ -60,10 +67,14 @@ def test_figures_from_initialised_hypernetwork(tmp_path):
   tiles = np.asarray(static.generate_kernels(generator, z, convnets.WRN_BASIC_SHAPE))  # [5,3,3,16,16]
   big = np.asarray(static.tile_kernels(jnp.asarray(tiles[1:]).reshape(2, 2, 3, 3, 16, 16)))
   rng = np.random.default_rng(0)
-  normal = {'stage2_block0': {'conv_a': {'kernel': rng.normal(0, 0.1, (3, 3, 16, 16))}},
-            'stage3_block0': {'conv_b': {'kernel': rng.normal(0, 0.1, (3, 3, 32, 32))}}}
-  generated = {'stage2_block0': {'conv_a': {'kernel': tiles[0]}},
-               'stage3_block0': {'conv_b': {'kernel': big}}}
+  normal = {
+    'stage2_block0': {'conv_a': {'kernel': rng.normal(0, 0.1, (3, 3, 16, 16))}},
+    'stage3_block0': {'conv_b': {'kernel': rng.normal(0, 0.1, (3, 3, 32, 32))}},
+  }
+  generated = {
+    'stage2_block0': {'conv_a': {'kernel': tiles[0]}},
+    'stage3_block0': {'conv_b': {'kernel': big}},
+  }
   paths = kf.write_kernel_figures(normal, generated, str(tmp_path))
   names = sorted(p.rsplit('/', 1)[1] for p in paths)
   assert names == ['kernels_16x16x3x3.png', 'kernels_32x32x3x3.png']

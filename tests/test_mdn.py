@@ -11,13 +11,14 @@ import pytest
 from hyper import mdn
 
 
-def _reference_log_prob(outputs, points, m, min_log_sigma=mdn.DEFAULT_MIN_LOG_SIGMA,
-                        max_rho=mdn.DEFAULT_MAX_RHO):
+def _reference_log_prob(
+  outputs, points, m, min_log_sigma=mdn.DEFAULT_MIN_LOG_SIGMA, max_rho=mdn.DEFAULT_MAX_RHO
+):
   """Graves' eq. 18-25 written out directly in float64 (density, then log)."""
   y = np.asarray(outputs, np.float64)
   p = np.asarray(points, np.float64)
   e = 1.0 / (1.0 + np.exp(-y[..., 0]))
-  part = lambda k: y[..., 1 + k * m:1 + (k + 1) * m]
+  part = lambda k: y[..., 1 + k * m : 1 + (k + 1) * m]
   pi = np.exp(part(0) - part(0).max(-1, keepdims=True))
   pi /= pi.sum(-1, keepdims=True)
   mx, my = part(1), part(2)
@@ -25,7 +26,7 @@ def _reference_log_prob(outputs, points, m, min_log_sigma=mdn.DEFAULT_MIN_LOG_SI
   rho = np.tanh(np.clip(part(5), -np.arctanh(max_rho), np.arctanh(max_rho)))
   dx, dy = p[..., 0:1], p[..., 1:2]
   z = ((dx - mx) / sx) ** 2 + ((dy - my) / sy) ** 2 - 2 * rho * (dx - mx) * (dy - my) / (sx * sy)
-  n = np.exp(-z / (2 * (1 - rho ** 2))) / (2 * np.pi * sx * sy * np.sqrt(1 - rho ** 2))
+  n = np.exp(-z / (2 * (1 - rho**2))) / (2 * np.pi * sx * sy * np.sqrt(1 - rho**2))
   pen = np.where(p[..., 2] > 0.5, e, 1 - e)
   return np.log((pi * n).sum(-1)) + np.log(pen)
 
@@ -58,24 +59,22 @@ def test_rho_near_one_matches_reference():
   rng = np.random.default_rng(1)
   m = 3
   outputs, points = _random_case(rng, (6,), m)
-  outputs[:, 1 + 5 * m:] = np.array([4.5, -4.5, 3.0], np.float32)
-  outputs[:, 1 + 3 * m:1 + 5 * m] = 0.0  # σ = 1
-  points[:, :2] = outputs[:, 1 + m:1 + 2 * m][:, :1].repeat(2, 1) * np.array([1.0, 0.999])
+  outputs[:, 1 + 5 * m :] = np.array([4.5, -4.5, 3.0], np.float32)
+  outputs[:, 1 + 3 * m : 1 + 5 * m] = 0.0  # σ = 1
+  points[:, :2] = outputs[:, 1 + m : 1 + 2 * m][:, :1].repeat(2, 1) * np.array([1.0, 0.999])
   got = jax.jit(lambda y, p: mdn.log_prob(mdn.split_outputs(y, m), p))(outputs, points)
-  np.testing.assert_allclose(np.asarray(got), _reference_log_prob(outputs, points, m), rtol=2e-5,
-                             atol=2e-4)
+  np.testing.assert_allclose(np.asarray(got), _reference_log_prob(outputs, points, m), rtol=2e-5, atol=2e-4)
 
 
 def test_extreme_outputs_stay_finite_with_finite_gradients():
   m = 4
   outputs = np.zeros((5, mdn.num_outputs(m)), np.float32)
-  outputs[0, 1 + 5 * m:] = 1e4     # ρ̂ huge: ρ -> +1 (clipped)
-  outputs[1, 1 + 5 * m:] = -1e4    # ρ -> -1
-  outputs[2, 1 + 3 * m:1 + 5 * m] = -1e3  # σ -> 0 (floored)
-  outputs[3, 1:1 + m] = 1e4        # one π logit dominates by far
-  outputs[4, 0] = 1e4              # eos logit saturated
-  points = np.array([[50.0, -50.0, 0], [1e3, 1e3, 1], [1e-6, 3.0, 0], [2.0, 2.0, 1], [0, 0, 0]],
-                    np.float32)
+  outputs[0, 1 + 5 * m :] = 1e4  # ρ̂ huge: ρ -> +1 (clipped)
+  outputs[1, 1 + 5 * m :] = -1e4  # ρ -> -1
+  outputs[2, 1 + 3 * m : 1 + 5 * m] = -1e3  # σ -> 0 (floored)
+  outputs[3, 1 : 1 + m] = 1e4  # one π logit dominates by far
+  outputs[4, 0] = 1e4  # eos logit saturated
+  points = np.array([[50.0, -50.0, 0], [1e3, 1e3, 1], [1e-6, 3.0, 0], [2.0, 2.0, 1], [0, 0, 0]], np.float32)
 
   def loss(y):
     return mdn.negative_log_likelihood(y, jnp.asarray(points), num_mixtures=m).sum()
@@ -85,8 +84,10 @@ def test_extreme_outputs_stay_finite_with_finite_gradients():
   assert np.all(np.isfinite(np.asarray(grad)))
   per_point = mdn.negative_log_likelihood(jnp.asarray(outputs), jnp.asarray(points), num_mixtures=m)
   # σ at the floor bounds the density from above: -log p >= log 2π + 2 min_log_sigma... - eos term.
-  assert float(per_point.min()) >= mdn.LOG_2PI + 2 * mdn.DEFAULT_MIN_LOG_SIGMA + \
-      0.5 * math.log(1 - mdn.DEFAULT_MAX_RHO ** 2) - 1e-3
+  assert (
+    float(per_point.min())
+    >= mdn.LOG_2PI + 2 * mdn.DEFAULT_MIN_LOG_SIGMA + 0.5 * math.log(1 - mdn.DEFAULT_MAX_RHO**2) - 1e-3
+  )
 
 
 def test_mask_removes_padding_from_value_and_gradient():
@@ -141,10 +142,12 @@ def test_bias_sharpens_weights_and_shrinks_deviations():
   # b = 3: π ∝ π^4 and σ / e^3: the sample moments follow the adjusted mixture's ...
   adjusted = mdn.adjust(mix, bias=3.0)
   pi = np.asarray(jax.nn.softmax(adjusted.pi_logits))
-  np.testing.assert_allclose(pi, np.array([0.5, 0.3, 0.2]) ** 4 / (np.array([0.5, 0.3, 0.2]) ** 4).sum(),
-                             rtol=1e-5)
-  np.testing.assert_allclose(np.exp(np.asarray(adjusted.log_sigma_x)),
-                             np.array([1.0, 0.5, 0.3]) * math.exp(-3), rtol=1e-5)
+  np.testing.assert_allclose(
+    pi, np.array([0.5, 0.3, 0.2]) ** 4 / (np.array([0.5, 0.3, 0.2]) ** 4).sum(), rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    np.exp(np.asarray(adjusted.log_sigma_x)), np.array([1.0, 0.5, 0.3]) * math.exp(-3), rtol=1e-5
+  )
   n = 100_000
   mean, cov, eos = _sample_stats(mix, n, bias=3.0, seed=1)
   want_mean, want_cov, _ = (np.asarray(a, np.float64) for a in mdn.moments(adjusted))
@@ -170,4 +173,4 @@ def test_temperature_scales_covariance_and_sharpens_eos():
   np.testing.assert_allclose(cov_half, 0.5 * want, rtol=0.03, atol=0.01)
   # τ = 0.5 doubles the eos logit: σ(2 logit(0.8)) = 0.941.
   assert abs(eos1 - 0.8) < 0.006
-  assert abs(eos_half - 1 / (1 + 0.25 ** 2)) < 0.004
+  assert abs(eos_half - 1 / (1 + 0.25**2)) < 0.004

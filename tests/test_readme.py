@@ -25,10 +25,21 @@ def _promised(block: str) -> list[str]:
 
 
 def _run(block: str) -> list[str]:
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
-             PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  proc = subprocess.run([sys.executable, '-c', block], env=env, cwd=str(ROOT), capture_output=True, text=True,
-                        timeout=1200, check=False)
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=8',
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
+  )
+  proc = subprocess.run(
+    [sys.executable, '-c', block],
+    env=env,
+    cwd=str(ROOT),
+    capture_output=True,
+    text=True,
+    timeout=1200,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 

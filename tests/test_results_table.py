@@ -23,9 +23,11 @@ def _write_run(root, name, variant, seed, test, valid, start=1000.0, end=1600.0,
 
 
 def test_groups_seeds_and_reports_mean_and_spread(tmp_path):
-  dirs = [_write_run(tmp_path, 'a0', 'cpu_lstm256', 0, test=1.50, valid=1.60),
-          _write_run(tmp_path, 'a1', 'cpu_lstm256', 1, test=1.70, valid=1.80, end=1900.0),
-          _write_run(tmp_path, 'b0', 'cpu_ln_hyperlstm256', 0, test=1.40, valid=1.45)]
+  dirs = [
+    _write_run(tmp_path, 'a0', 'cpu_lstm256', 0, test=1.50, valid=1.60),
+    _write_run(tmp_path, 'a1', 'cpu_lstm256', 1, test=1.70, valid=1.80, end=1900.0),
+    _write_run(tmp_path, 'b0', 'cpu_ln_hyperlstm256', 0, test=1.40, valid=1.45),
+  ]
   runs = [results_table.read_run(d, 'bpc') for d in dirs]
   assert runs[0]['wall_s'] == 600.0 and runs[0]['best_step'] == 1000 and runs[0]['steps'] == 1500
   lines = results_table.table(runs, 'bpc', paper={'cpu_lstm256': '1.312'}).splitlines()
@@ -44,8 +46,11 @@ def test_percent_scaling_for_error_rates(tmp_path):
     text = f.read().replace('/bpc', '/error_rate')
   with open(os.path.join(d, 'metrics.jsonl'), 'w') as f:
     f.write(text)
-  row = results_table.table([results_table.read_run(d, 'error_rate')], 'error_rate',
-                            percent=True).splitlines()[2].split(' | ')
+  row = (
+    results_table.table([results_table.read_run(d, 'error_rate')], 'error_rate', percent=True)
+    .splitlines()[2]
+    .split(' | ')
+  )
   assert row[7] == '0.76'
 
 
@@ -61,9 +66,11 @@ def test_unfinished_run_is_refused_with_its_path(tmp_path, capsys):
 
 def test_group_by_workdir_and_z_rank_column(tmp_path):
   """Runs that differ only by overrides share a variant; `group_by='workdir'` separates them by name."""
-  dirs = [_write_run(tmp_path, 'cpu_hyperlstm256_nz16_s0', 'cpu_hyperlstm256', 0, test=1.5, valid=1.6),
-          _write_run(tmp_path, 'cpu_hyperlstm256_nz16_s1', 'cpu_hyperlstm256', 1, test=1.7, valid=1.8),
-          _write_run(tmp_path, 'cpu_hyperlstm256_s0', 'cpu_hyperlstm256', 0, test=1.4, valid=1.45)]
+  dirs = [
+    _write_run(tmp_path, 'cpu_hyperlstm256_nz16_s0', 'cpu_hyperlstm256', 0, test=1.5, valid=1.6),
+    _write_run(tmp_path, 'cpu_hyperlstm256_nz16_s1', 'cpu_hyperlstm256', 1, test=1.7, valid=1.8),
+    _write_run(tmp_path, 'cpu_hyperlstm256_s0', 'cpu_hyperlstm256', 0, test=1.4, valid=1.45),
+  ]
   runs = [results_table.read_run(d, 'bpc') for d in dirs]
   assert len(results_table.table(runs, 'bpc').splitlines()) == 3  # one variant
   runs[0]['z_rank'], runs[1]['z_rank'] = {'h': 1.0, 'x': 2.0}, {'h': 2.0, 'x': 3.0}

@@ -16,8 +16,16 @@ SRC_V, TGT_V, H = 11, 13, 8
 
 
 def make_model(cell, layers=3):
-  return seq2seq.Seq2Seq(cell, SRC_V, TGT_V, embed_size=5, encoder_layers=layers, decoder_layers=layers,
-                         residual_start=2, attention_units=7)
+  return seq2seq.Seq2Seq(
+    cell,
+    SRC_V,
+    TGT_V,
+    embed_size=5,
+    encoder_layers=layers,
+    decoder_layers=layers,
+    residual_start=2,
+    attention_units=7,
+  )
 
 
 class Compiled:
@@ -61,7 +69,7 @@ def test_padded_batch_equals_unpadded_sentences(compiled):
   np.testing.assert_allclose(attn.sum(-1), 1.0, rtol=1e-5)
   for b in range(2):
     s, t = src_lens[b], tgt_lens[b]
-    m1, l1, a1 = f(v, src[b:b + 1, :s], jnp.array([s]), tgt[b:b + 1, :t])
+    m1, l1, a1 = f(v, src[b : b + 1, :s], jnp.array([s]), tgt[b : b + 1, :t])
     np.testing.assert_allclose(memory[b, :s], m1[0], rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(logits[b, :t], l1[0], rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(attn[b, :t, :s], a1[0], rtol=2e-5, atol=2e-5)
@@ -93,8 +101,9 @@ def test_model_beam_one_equals_greedy(compiled):
   lengths = jnp.array([4, 2, 3])
   kw = dict(max_len=6, bos_id=BOS, eos_id=EOS)
   greedy = jax.jit(lambda v: seq2seq.greedy_decode(model, v, src, lengths, **kw))(variables)
-  beam, _ = jax.jit(lambda v: seq2seq.beam_search_decode(model, v, src, lengths, beam_size=1, alpha=0.0,
-                                                         **kw))(variables)
+  beam, _ = jax.jit(
+    lambda v: seq2seq.beam_search_decode(model, v, src, lengths, beam_size=1, alpha=0.0, **kw)
+  )(variables)
   np.testing.assert_array_equal(beam[:, 0], greedy)
   assert not np.any(np.isin(np.asarray(greedy), [BOS]))  # BOS is never generated
 
@@ -107,6 +116,7 @@ def markov_step(table):
 
   def step(carry, tokens):
     return carry, logp[tokens], None
+
   return step
 
 
@@ -129,8 +139,9 @@ def test_beam_finds_known_best_and_greedy_does_not():
   greedy = seq2seq.greedy_search(step, jnp.zeros((1,)), 1, max_len=6, bos_id=BOS, eos_id=EOS)
   np.testing.assert_array_equal(greedy[0], [A] * 6)
   for alpha in (0.0, 0.6):
-    seqs, scores = seq2seq.beam_search(step, carry, 1, beam_size=2, max_len=6, bos_id=BOS, eos_id=EOS,
-                                       alpha=alpha)
+    seqs, scores = seq2seq.beam_search(
+      step, carry, 1, beam_size=2, max_len=6, bos_id=BOS, eos_id=EOS, alpha=alpha
+    )
     np.testing.assert_array_equal(seqs[0, 0], [B, EOS, PAD, PAD, PAD, PAD])
     # GNMT's length normalisation: log P / ((5 + |Y|) / 6)^alpha, |Y| = 2 tokens with EOS.
     np.testing.assert_allclose(scores[0, 0], math.log(0.36) / ((5 + 2) / 6) ** alpha, rtol=1e-5)
@@ -171,10 +182,11 @@ def test_length_penalty_formula_and_its_effect():
   winners = []
   for alpha in (0.0, 4.0):
     best, best_score = brute_force_best(t, 6, alpha)
-    seqs, scores = seq2seq.beam_search(step, carry, 1, beam_size=3, max_len=6, bos_id=BOS, eos_id=EOS,
-                                       alpha=alpha)
+    seqs, scores = seq2seq.beam_search(
+      step, carry, 1, beam_size=3, max_len=6, bos_id=BOS, eos_id=EOS, alpha=alpha
+    )
     np.testing.assert_allclose(scores[0, 0], best_score, rtol=1e-5)
-    np.testing.assert_array_equal(seqs[0, 0, :len(best)], best)
+    np.testing.assert_array_equal(seqs[0, 0, : len(best)], best)
     winners.append(best)
   assert winners[0] == (EOS,) and len(winners[1]) > 1
 
@@ -188,8 +200,9 @@ def test_beam_one_equals_greedy_on_random_tables():
     t /= t.sum(1, keepdims=True)
     step = markov_step(t)
     greedy = seq2seq.greedy_search(step, jnp.zeros((1,)), 1, max_len=8, bos_id=BOS, eos_id=EOS)
-    beam, _ = seq2seq.beam_search(step, jnp.zeros((1,)), 1, beam_size=1, max_len=8, bos_id=BOS,
-                                  eos_id=EOS, alpha=0.0)
+    beam, _ = seq2seq.beam_search(
+      step, jnp.zeros((1,)), 1, beam_size=1, max_len=8, bos_id=BOS, eos_id=EOS, alpha=0.0
+    )
     np.testing.assert_array_equal(beam[0, 0], greedy[0], err_msg=f'seed {seed}')
 
 
@@ -200,6 +213,7 @@ def test_decoding_stops_at_end_token():
     def f(carry, tokens):
       jax.debug.callback(lambda: calls.append(1))
       return step(carry, tokens)
+
     return f
 
   t = table({BOS: {A: 0.9, B: 0.1}, A: {EOS: 0.99, A: 0.005, B: 0.005}, B: {EOS: 0.99, A: 0.005, B: 0.005}})
@@ -209,8 +223,9 @@ def test_decoding_stops_at_end_token():
   np.testing.assert_array_equal(greedy, [[A, EOS] + [PAD] * 18] * 2)
   assert len(calls) == 2
   calls.clear()
-  seqs, _ = seq2seq.beam_search(step, jnp.zeros((4,)), 2, beam_size=2, max_len=20, bos_id=BOS,
-                                eos_id=EOS, alpha=0.0)
+  seqs, _ = seq2seq.beam_search(
+    step, jnp.zeros((4,)), 2, beam_size=2, max_len=20, bos_id=BOS, eos_id=EOS, alpha=0.0
+  )
   jax.effects_barrier()
   np.testing.assert_array_equal(seqs[:, 0], [[A, EOS] + [PAD] * 18] * 2)
   np.testing.assert_array_equal(seqs[:, 1], [[B, EOS] + [PAD] * 18] * 2)

@@ -17,11 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (name, axis types, mesh shape, model, cell); model 'lm': CharLM on token ids, 'stack': float inputs.
 CASES = [
-    ('auto_model_lm_ln_hyperlstm', 'auto', (4, 2), 'lm', 'ln_hyperlstm'),
-    ('explicit_dp_stack_lstm', 'explicit', (8, 1), 'stack', 'lstm'),
-    ('explicit_dp_lm_ln_hyperlstm', 'explicit', (8, 1), 'lm', 'ln_hyperlstm'),
-    ('explicit_model_stack_lstm', 'explicit', (4, 2), 'stack', 'lstm'),
-    ('explicit_model_lm_ln_hyperlstm', 'explicit', (4, 2), 'lm', 'ln_hyperlstm'),
+  ('auto_model_lm_ln_hyperlstm', 'auto', (4, 2), 'lm', 'ln_hyperlstm'),
+  ('explicit_dp_stack_lstm', 'explicit', (8, 1), 'stack', 'lstm'),
+  ('explicit_dp_lm_ln_hyperlstm', 'explicit', (8, 1), 'lm', 'ln_hyperlstm'),
+  ('explicit_model_stack_lstm', 'explicit', (4, 2), 'stack', 'lstm'),
+  ('explicit_model_lm_ln_hyperlstm', 'explicit', (4, 2), 'lm', 'ln_hyperlstm'),
 ]
 # Cases that fail inside hyper/cells.py until it handles explicit shardings (the input gather needs
 # `.at[ids].get(out_sharding=...)`, the gate split a layout that keeps 'model' divisible, the custom VJP
@@ -41,17 +41,22 @@ def _child() -> None:
   from hyper.sequence import RecurrentStack  # pylint: disable=g-import-not-at-top
 
   jax.config.update('jax_default_matmul_precision', 'highest')
-  make = {'lstm': lambda: cells.LSTMCell(8),
-          'hyperlstm': lambda: cells.HyperLSTMCell(8, hyper_features=4, embedding_size=2, layer_norm=False),
-          'ln_hyperlstm': lambda: cells.HyperLSTMCell(8, hyper_features=4, embedding_size=2)}
+  make = {
+    'lstm': lambda: cells.LSTMCell(8),
+    'hyperlstm': lambda: cells.HyperLSTMCell(8, hyper_features=4, embedding_size=2, layer_norm=False),
+    'ln_hyperlstm': lambda: cells.HyperLSTMCell(8, hyper_features=4, embedding_size=2),
+  }
 
   def named(variables):
     # Leaves without logical names (cells from before they carried names) get ('embed', 'gates').
     box = lambda x: isinstance(x, nn.LogicallyPartitioned)
     return jax.tree.map(
-        lambda x: x if box(x) else nn.LogicallyPartitioned(x, ('embed', 'gates') if x.ndim == 2 else
-                                                           (None,) * x.ndim),
-        variables, is_leaf=box)
+      lambda x: (
+        x if box(x) else nn.LogicallyPartitioned(x, ('embed', 'gates') if x.ndim == 2 else (None,) * x.ndim)
+      ),
+      variables,
+      is_leaf=box,
+    )
 
   rng = np.random.default_rng(0)
   results, setups = {}, {}
@@ -67,8 +72,7 @@ def _child() -> None:
       x = jnp.asarray(rng.normal(size=(8, 3, 5)), jnp.float32)
       target = jnp.asarray(rng.integers(0, 8, size=(8, 3)), jnp.int32)
     boxed = named(model.init(jax.random.key(0), x)['params'])
-    params = jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.normal(size=a.shape), a.dtype),
-                          nn.unbox(boxed))
+    params = jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.normal(size=a.shape), a.dtype), nn.unbox(boxed))
 
     def loss_fn(p, x, target):
       out, carry = model.apply({'params': p}, x)
@@ -91,19 +95,27 @@ def _child() -> None:
         p_mesh = jax.device_put(params, shardings)
         batch = partitioning.logical_sharding(mesh, ('batch',))
         (loss, carry), grads = grad_fn(p_mesh, jax.device_put(x, batch), jax.device_put(target, batch))
-      model_sharded = sorted({jax.tree_util.keystr(k) for k, s in jax.tree_util.tree_leaves_with_path(
-          shardings) if 'model' in tuple(s.spec)})
+      model_sharded = sorted(
+        {
+          jax.tree_util.keystr(k)
+          for k, s in jax.tree_util.tree_leaves_with_path(shardings)
+          if 'model' in tuple(s.spec)
+        }
+      )
       results[name] = {
-          'loss_diff': abs(float(loss) - float(ref_loss)),
-          'grad_diff': max(float(jnp.abs(a - b).max()) for a, b in
-                           zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads))),
-          'grad_scale': max(float(jnp.abs(b).max()) for b in jax.tree.leaves(ref_grads)),
-          'grads_sharded_like_params': all(
-              g.sharding.is_equivalent_to(s, g.ndim) for g, s in
-              zip(jax.tree.leaves(grads), jax.tree.leaves(shardings))),
-          'carry_specs': sorted({tuple(c.sharding.spec) for c in jax.tree.leaves(carry)}),
-          'model_sharded': len(model_sharded),
-          'error': None}
+        'loss_diff': abs(float(loss) - float(ref_loss)),
+        'grad_diff': max(
+          float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads))
+        ),
+        'grad_scale': max(float(jnp.abs(b).max()) for b in jax.tree.leaves(ref_grads)),
+        'grads_sharded_like_params': all(
+          g.sharding.is_equivalent_to(s, g.ndim)
+          for g, s in zip(jax.tree.leaves(grads), jax.tree.leaves(shardings))
+        ),
+        'carry_specs': sorted({tuple(c.sharding.spec) for c in jax.tree.leaves(carry)}),
+        'model_sharded': len(model_sharded),
+        'error': None,
+      }
     except Exception as e:  # pylint: disable=broad-except
       results[name] = {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:300]}'}
   print('RESULTS ' + json.dumps(results))
@@ -111,13 +123,23 @@ def _child() -> None:
 
 @pytest.fixture(scope='module')
 def results():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True,
-                        timeout=1800, check=False)
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=8',
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
+  )
+  proc = subprocess.run(
+    [sys.executable, os.path.abspath(__file__)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1800,
+    check=False,
+  )
   lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULTS ')]
   assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-  return json.loads(lines[-1][len('RESULTS '):])
+  return json.loads(lines[-1][len('RESULTS ') :])
 
 
 @pytest.mark.parametrize('name,types,shape,kind,cell', CASES, ids=[c[0] for c in CASES])

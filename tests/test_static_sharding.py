@@ -9,7 +9,7 @@ import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
   import sys
   import flax.linen as nn
   import jax
@@ -53,15 +53,28 @@ SCRIPT = textwrap.dedent('''
     assert p_sh['generator']['w_in'].sharding.spec == P(None, 'model')
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), out, refs[kind])
     print(mode, 'equal')
-''')
+""")
 
-MODES = ['Explicit:4x2:batch', 'Explicit:4x2:example', 'Explicit:8x1:example', 'Auto:4x2:batch',
-         'Auto:4x2:example', 'Auto:8x1:example']
+MODES = [
+  'Explicit:4x2:batch',
+  'Explicit:4x2:example',
+  'Explicit:8x1:example',
+  'Auto:4x2:batch',
+  'Auto:4x2:example',
+  'Auto:8x1:example',
+]
 
 
 def test_sharded_equals_one_device_explicit_and_auto():
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'PYTHONPATH': ROOT}
-  proc = subprocess.run([sys.executable, '-c', SCRIPT, ','.join(MODES)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run(
+    [sys.executable, '-c', SCRIPT, ','.join(MODES)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.split('\n')[:len(MODES)] == [f'{m} equal' for m in MODES], proc.stdout
+  assert proc.stdout.split('\n')[: len(MODES)] == [f'{m} equal' for m in MODES], proc.stdout

@@ -110,18 +110,23 @@ def test_eval_streams_read_every_line_once_whole():
       # Find the line by its content and check it is there whole: inputs = points[:-1], targets = [1:].
       n = e - a + 1
       cands = [i for i in range(len(lengths)) if lengths[i] == n and i not in found]
-      match = [i for i in cands if np.array_equal(z[lines.offsets[i]:lines.offsets[i + 1] - 1], inputs[a:e])]
+      match = [
+        i for i in cands if np.array_equal(z[lines.offsets[i] : lines.offsets[i + 1] - 1], inputs[a:e])
+      ]
       assert len(match) == 1
       i = match[0]
-      np.testing.assert_array_equal(targets[a:e], z[lines.offsets[i] + 1:lines.offsets[i + 1]])
+      np.testing.assert_array_equal(targets[a:e], z[lines.offsets[i] + 1 : lines.offsets[i + 1]])
       found.add(i)
   assert found == set(range(len(lengths)))
   # Two processes read disjoint halves of the same global batches.
-  halves = [list(strokes.PackedStreams(lines, norm, 4, 50, shuffle=False, process_index=p,
-                                       process_count=2)) for p in (0, 1)]
+  halves = [
+    list(strokes.PackedStreams(lines, norm, 4, 50, shuffle=False, process_index=p, process_count=2))
+    for p in (0, 1)
+  ]
   for w, b in enumerate(batches):
-    np.testing.assert_array_equal(np.concatenate([halves[0][w]['inputs'], halves[1][w]['inputs']]),
-                                  b['inputs'])
+    np.testing.assert_array_equal(
+      np.concatenate([halves[0][w]['inputs'], halves[1][w]['inputs']]), b['inputs']
+    )
 
 
 def test_train_streams_are_stateless_by_step_reshuffled_and_dense():
@@ -143,12 +148,17 @@ def test_train_streams_are_stateless_by_step_reshuffled_and_dense():
 
 
 def _xml(strokes_xy, extra=''):
-  body = ''.join('<Stroke colour="black" start_time="0" end_time="1">' +
-                 ''.join(f'<Point x="{x}" y="{y}" time="{i}"/>' for i, (x, y) in enumerate(s)) +
-                 '</Stroke>' for s in strokes_xy)
-  return (f'<?xml version="1.0" encoding="ISO-8859-1"?><WhiteboardCaptureSession>'
-          f'<WhiteboardDescription><SensorLocation corner="top_left"/></WhiteboardDescription>'
-          f'<StrokeSet>{body}</StrokeSet>{extra}</WhiteboardCaptureSession>').encode()
+  body = ''.join(
+    '<Stroke colour="black" start_time="0" end_time="1">'
+    + ''.join(f'<Point x="{x}" y="{y}" time="{i}"/>' for i, (x, y) in enumerate(s))
+    + '</Stroke>'
+    for s in strokes_xy
+  )
+  return (
+    f'<?xml version="1.0" encoding="ISO-8859-1"?><WhiteboardCaptureSession>'
+    f'<WhiteboardDescription><SensorLocation corner="top_left"/></WhiteboardDescription>'
+    f'<StrokeSet>{body}</StrokeSet>{extra}</WhiteboardCaptureSession>'
+  ).encode()
 
 
 def _random_strokes(rng, n_points, n_strokes):
@@ -193,8 +203,12 @@ def _write_iam(folder, rng, bad_line=None):
   manual.mkdir()
   with tarfile.open(manual / strokes.IAM_ARCHIVE, 'w:gz') as tar:
     tar.add(files / 'lineStrokes', 'lineStrokes')
-  for name, forms in (('trainset.txt', 'a01-000u\n'), ('testset_v.txt', 'a01-001w\n'),
-                      ('testset_t.txt', 'a02-000x\n'), ('testset_f.txt', 'a03-000z\n')):
+  for name, forms in (
+    ('trainset.txt', 'a01-000u\n'),
+    ('testset_v.txt', 'a01-001w\n'),
+    ('testset_t.txt', 'a02-000x\n'),
+    ('testset_f.txt', 'a03-000z\n'),
+  ):
     (manual / name).write_text(forms)
   return manual
 
@@ -209,11 +223,18 @@ def test_iam_builder_splits_filter_and_records(tmp_path):
   assert sorted(data['valid'].lengths) == [310, 330]
   assert set(np.unique(data['train'].points[:, 2])) == {0.0, 1.0}
   prepared = tmp_path / 'tfds' / 'iam_ondb'
-  assert any(p.name.endswith('.array_record-00000-of-00001') or '.array_record' in p.name
-             for p in prepared.rglob('*'))
+  assert any(
+    p.name.endswith('.array_record-00000-of-00001') or '.array_record' in p.name for p in prepared.rglob('*')
+  )
   counts = strokes.read_iam_ondb(str(manual), 'standard', 300)[1]
-  assert counts == {'train_lines': 2, 'train_short': 1, 'valid_lines': 2, 'valid_short': 0,
-                    'test_lines': 1, 'test_short': 1}
+  assert counts == {
+    'train_lines': 2,
+    'train_short': 1,
+    'valid_lines': 2,
+    'valid_short': 0,
+    'test_lines': 1,
+    'test_short': 1,
+  }
 
 
 def test_iam_bad_inputs_fail_with_one_line(tmp_path):
@@ -236,8 +257,10 @@ def test_iam_bad_inputs_fail_with_one_line(tmp_path):
 DATA = os.environ.get('HYPER_DATA_DIR')
 
 
-@pytest.mark.skipif(not DATA or not os.path.isfile(os.path.join(DATA or '', 'strokes', 'unipen_lines.npz')),
-                    reason='HYPER_DATA_DIR with strokes/unipen_lines.npz not available')
+@pytest.mark.skipif(
+  not DATA or not os.path.isfile(os.path.join(DATA or '', 'strokes', 'unipen_lines.npz')),
+  reason='HYPER_DATA_DIR with strokes/unipen_lines.npz not available',
+)
 def test_real_unipen_counts():
   data = strokes.load_strokes('unipen_lines')
   assert {s: len(v) for s, v in data.items()} == {'train': 8938, 'valid': 1553, 'test': 1067}

@@ -8,7 +8,7 @@ from experiments.data import synthetic
 N = 60_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def corpus():
   return synthetic.generate_corpus_with_regimes(N, seed=5)
 
@@ -22,18 +22,18 @@ def test_deterministic_and_seed_dependent(corpus):
   assert len(text) == N == len(regime)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize('seed', [0, 1, 2])
 def test_brackets_balanced_and_nested(seed):
   text = synthetic.generate_corpus(20_000 + 7 * seed, seed)
-  closer = {"(": ")", "[": "]", "{": "}"}
+  closer = {'(': ')', '[': ']', '{': '}'}
   stack, max_depth, opened = [], 0, 0
   for c in text:
     if c in closer:
       stack.append(closer[c])
       opened += 1
       max_depth = max(max_depth, len(stack))
-    elif c in ")]}":
-      assert stack and stack.pop() == c, "closing bracket does not match the innermost open one"
+    elif c in ')]}':
+      assert stack and stack.pop() == c, 'closing bracket does not match the innermost open one'
   assert not stack
   assert opened > 100 and max_depth >= 3  # nesting is actually exercised
 
@@ -42,7 +42,7 @@ def test_vocabulary(corpus):
   text, _ = corpus
   assert set(text) == set(synthetic.ALPHABET)
   assert len(synthetic.ALPHABET) == 63
-  assert text.count("\n") > N / 120  # lines of 40..100 characters
+  assert text.count('\n') > N / 120  # lines of 40..100 characters
 
 
 def _hist(chars: str) -> np.ndarray:
@@ -54,12 +54,12 @@ def _hist(chars: str) -> np.ndarray:
 def test_regimes_present_with_different_statistics(corpus):
   text, regime = corpus
   chars = np.array(list(text))
-  content = ~np.isin(chars, list("()[]{}\n "))
+  content = ~np.isin(chars, list('()[]{}\n '))
   hists = {}
   for k, name in enumerate(synthetic.REGIMES):
     sel = (regime == k) & content
-    assert sel.sum() > N / 20, f"regime {name} barely present"
-    hists[name] = _hist("".join(chars[sel]))
+    assert sel.sum() > N / 20, f'regime {name} barely present'
+    hists[name] = _hist(''.join(chars[sel]))
   # Total-variation distance between the character distributions of every pair of regimes.
   for a in synthetic.REGIMES:
     for b in synthetic.REGIMES:
@@ -73,5 +73,5 @@ def test_regimes_present_with_different_statistics(corpus):
 def test_splits_sizes_and_independence():
   s = synthetic.splits(0)
   assert {k: len(v) for k, v in s.items()} == synthetic.SPLIT_SIZES
-  assert s["valid"] != s["test"] and s["valid"] not in s["train"]
-  assert synthetic.splits(1)["valid"] != s["valid"]
+  assert s['valid'] != s['test'] and s['valid'] not in s['train']
+  assert synthetic.splits(1)['valid'] != s['valid']

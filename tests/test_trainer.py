@@ -66,8 +66,10 @@ def test_sigkill_then_resume_ends_bitwise_equal_and_corrupt_latest_falls_back(re
   # The child SIGKILLs itself right after step 5 (synchronous saves: checkpoint 4 is surely committed)
   # and leaves its lock behind; the resumed run takes the stale lock over and must end bitwise equal to
   # the reference.
-  killed = T.run_launch([*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}',
-                         '--config.checkpoint.async_save=False'], faults={'kill_after_step': 5})
+  killed = T.run_launch(
+    [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}', '--config.checkpoint.async_save=False'],
+    faults={'kill_after_step': 5},
+  )
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert T.checkpoint_steps(workdir) == [4]
   assert os.path.exists(os.path.join(workdir, 'lock'))
@@ -78,15 +80,17 @@ def test_sigkill_then_resume_ends_bitwise_equal_and_corrupt_latest_falls_back(re
   assert 'resuming from step 4' in captured.out and 'taking over the lock' in captured.err
   assert traces.count == 1
   T.assert_trees_equal(jax.device_get(resumed['state']['params']), jax.device_get(ref['state']['params']))
-  T.assert_trees_equal(jax.device_get(resumed['state']['opt_state']),
-                       jax.device_get(ref['state']['opt_state']))
+  T.assert_trees_equal(
+    jax.device_get(resumed['state']['opt_state']), jax.device_get(ref['state']['opt_state'])
+  )
 
   # Truncate a data file of the newest step: restore says so in one line and uses step 8.
   T.truncate_largest_file(os.path.join(workdir, 'checkpoints', '12'))
   config = T.get_config(overrides=OVERRIDES)
   runner = trainer.Runner(config)
   state, meta = trainer.open_store(runner, trainer.workdir_lib.as_path(workdir)).restore_latest(
-      runner.abstract_with_shardings())
+    runner.abstract_with_shardings()
+  )
   assert meta['step'] == 8 and int(state['step']) == 8
   err = capsys.readouterr().err
   assert 'checkpoint step 12' in err and 'falling back' in err
@@ -99,6 +103,7 @@ def test_sigkill_then_resume_ends_bitwise_equal_and_corrupt_latest_falls_back(re
 def test_checksum_catches_silent_corruption(tmp_path):
   """A bit flipped inside a stored array (restorable by orbax) fails the sha256 check."""
   import jax.numpy as jnp
+
   store = ckpt_lib.CheckpointStore(str(tmp_path / 'ck'), keep=3, async_save=False)
   good = {'w': jnp.arange(64, dtype=jnp.float32)}
   store.save(1, good)
@@ -106,6 +111,7 @@ def test_checksum_catches_silent_corruption(tmp_path):
   meta_path = os.path.join(str(tmp_path / 'ck'), '2', 'meta', 'metadata')
   text = open(meta_path).read()
   import json
+
   meta = json.loads(text)
   meta['sha256'] = '0' * 64  # Stands in for arrays that no longer match what was saved.
   open(meta_path, 'w').write(json.dumps(meta))

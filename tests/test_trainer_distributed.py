@@ -17,8 +17,12 @@ from experiments import trainer
 
 # SGD rather than Adam: Adam's m / sqrt(v) turns float reassociation noise in near-zero gradients into
 # O(learning rate) parameter differences, which would hide real sharding bugs behind a loose tolerance.
-OVERRIDES = {**T.CHAR_OVERRIDES, 'model.cell.name': 'lstm', 'train.optimizer': 'nesterov',
-             'train.learning_rate': 0.5}
+OVERRIDES = {
+  **T.CHAR_OVERRIDES,
+  'model.cell.name': 'lstm',
+  'train.optimizer': 'nesterov',
+  'train.learning_rate': 0.5,
+}
 
 
 def _train_losses(workdir):
@@ -30,17 +34,37 @@ def _train_losses(workdir):
 def runs(tmp_path_factory):
   base = tmp_path_factory.mktemp('distributed')
   dirs = {name: str(base / name) for name in ('one', 'mesh8', 'two_processes', 'two_stopped')}
-  children = [T.run_launch(
-      [*T.launch_args(overrides=OVERRIDES), '--config.mesh.shape=(4,2)', '--config.mesh.shard_min_size=256',
-       f'--workdir={dirs["mesh8"]}'],
-      env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}, background=True)]
+  children = [
+    T.run_launch(
+      [
+        *T.launch_args(overrides=OVERRIDES),
+        '--config.mesh.shape=(4,2)',
+        '--config.mesh.shard_min_size=256',
+        f'--workdir={dirs["mesh8"]}',
+      ],
+      env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+      background=True,
+    )
+  ]
 
   def two_processes(faults=(None, None), workdir=dirs['two_processes']):
     port = T.free_port()
-    return [T.run_launch(
-        [*T.launch_args(overrides=OVERRIDES), f'--workdir={workdir}', '--multihost',
-         f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={pid}'],
-        env={'XLA_FLAGS': ''}, background=True, faults=faults[pid]) for pid in range(2)]
+    return [
+      T.run_launch(
+        [
+          *T.launch_args(overrides=OVERRIDES),
+          f'--workdir={workdir}',
+          '--multihost',
+          f'--coordinator_address=localhost:{port}',
+          '--num_processes=2',
+          f'--process_id={pid}',
+        ],
+        env={'XLA_FLAGS': ''},
+        background=True,
+        faults=faults[pid],
+      )
+      for pid in range(2)
+    ]
 
   killed = two_processes([{'kill_after_commit': 8}] * 2)
   # SIGTERM reaches process 1 alone, after step 3: the processes compare flags every 10 steps.
@@ -81,8 +105,9 @@ def _check(runs, name, child_indices):
   T.assert_trees_equal(params, jax.device_get(one['state']['params']), exact=False, rtol=1e-4, atol=1e-5)
   reference, other = _train_losses(dirs['one']), _train_losses(dirs[name])
   assert sorted(other) == sorted(reference) == list(range(2, 13, 2))
-  np.testing.assert_allclose([other[s] for s in sorted(other)], [reference[s] for s in sorted(reference)],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [other[s] for s in sorted(other)], [reference[s] for s in sorted(reference)], rtol=1e-5
+  )
   return outputs
 
 

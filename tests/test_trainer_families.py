@@ -7,12 +7,22 @@ import trainer_testlib as T
 from experiments import trainer
 
 
-@pytest.mark.parametrize('config_arg', ['configs/ptb_char.py:tiny', 'configs/enwik8.py:tiny',
-                                        'configs/mnist.py:tiny', 'configs/cifar10.py:tiny'])
+@pytest.mark.parametrize(
+  'config_arg',
+  ['configs/ptb_char.py:tiny', 'configs/enwik8.py:tiny', 'configs/mnist.py:tiny', 'configs/cifar10.py:tiny'],
+)
 def test_tiny_variant_of_every_family_learns(config_arg, tmp_path):
-  config = T.get_config(config_arg, {'train.num_steps': 16, 'eval.every_steps': 16,
-                                     'checkpoint.every_steps': 16, 'log.every_steps': 4,
-                                     'eval.max_batches': 1, 'sample.length': 0})
+  config = T.get_config(
+    config_arg,
+    {
+      'train.num_steps': 16,
+      'eval.every_steps': 16,
+      'checkpoint.every_steps': 16,
+      'log.every_steps': 4,
+      'eval.max_batches': 1,
+      'sample.length': 0,
+    },
+  )
   with T.TraceCounter() as traces:
     out = trainer.train_and_evaluate(config, str(tmp_path))
   losses = T.train_losses(tmp_path)  # Means over steps 1-4, 5-8, 9-12, 13-16.

@@ -53,7 +53,7 @@ def test_batches_stateless_and_bucketed(tiny_task):
   for r in range(rows):
     assert batch['tgt_in'][r, 0] == data_lib.BOS_ID
     assert batch['tgt_out'][r, lens[r] - 1] == data_lib.EOS_ID
-    np.testing.assert_array_equal(batch['tgt_in'][r, 1:lens[r]], batch['tgt_out'][r, :lens[r] - 1])
+    np.testing.assert_array_equal(batch['tgt_in'][r, 1 : lens[r]], batch['tgt_out'][r, : lens[r] - 1])
   # Process 1 of 2 gets the second half of the global rows.
   half = translation.make_task(tiny_config(), process_index=1, process_count=2).train_batch(5)
   assert half['src'].shape[0] == rows // 2
@@ -139,9 +139,17 @@ def test_tatoeba_task_with_extra_test_set(tmp_path):
   for name, word in (('src.en', 'Sentence'), ('ref.fr', 'Phrase')):
     segs = f'<seg id="1">{word} 7.</seg>\n<seg id="2">{word} 1.</seg>\n'
     (news / f'newstest2014-fren-{name}.sgm').write_text(segs)
-  config = tiny_config(**{'data.name': 'tatoeba', 'data.data_dir': str(tmp_path), 'data.valid_size': 20,
-                          'data.test_size': 20, 'data.vocab_size': 40, 'data.buckets': (8, 16),
-                          'eval.extra_test': 'newstest2014'})
+  config = tiny_config(
+    **{
+      'data.name': 'tatoeba',
+      'data.data_dir': str(tmp_path),
+      'data.valid_size': 20,
+      'data.test_size': 20,
+      'data.vocab_size': 40,
+      'data.buckets': (8, 16),
+      'eval.extra_test': 'newstest2014',
+    }
+  )
   task = translation.make_task(config)
   assert task.corpus.sizes() == {'train': 260, 'valid': 20, 'test': 20}
   assert task.eval_splits() == ('valid', 'test', 'newstest2014')

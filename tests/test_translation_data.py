@@ -16,8 +16,9 @@ from experiments.data.errors import DataError
 
 DATA = os.environ.get('HYPER_DATA_DIR')
 TRANSLATION = os.path.join(DATA, 'translation') if DATA else None
-needs_data = pytest.mark.skipif(not TRANSLATION or not os.path.isdir(TRANSLATION),
-                                reason='$HYPER_DATA_DIR/translation not available')
+needs_data = pytest.mark.skipif(
+  not TRANSLATION or not os.path.isdir(TRANSLATION), reason='$HYPER_DATA_DIR/translation not available'
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,8 +31,12 @@ def write_zip(path, text, member='fra.txt'):
 def toy_pairs(n=400):
   # Shared sentences link pairs into groups: 'I see.' has two translations, 'Je vois.' two sources.
   pairs = [(f'Sentence {i}.', f'Phrase {i}.') for i in range(n)]
-  pairs += [('I see.', 'Je vois.'), ('I see.', 'Je comprends.'), ('I understand.', 'Je comprends.'),
-            ('Got it.', 'Je vois.')]
+  pairs += [
+    ('I see.', 'Je vois.'),
+    ('I see.', 'Je comprends.'),
+    ('I understand.', 'Je comprends.'),
+    ('Got it.', 'Je vois.'),
+  ]
   return pairs
 
 
@@ -58,12 +63,12 @@ def test_tatoeba_reader_and_errors(tmp_path):
   good = write_zip(tmp_path / 'fra-eng.zip', 'Go.\tVa !\tCC-BY 2.0 (France)\nHi.\tSalut !\n')
   assert tr.read_tatoeba(good) == [('Go.', 'Va !'), ('Hi.', 'Salut !')]
   cases = {
-      'missing': (str(tmp_path / 'none.zip'), 'not found'),
-      'not a zip': (str(tmp_path / 'bad.zip'), 'not a readable zip'),
-      'no member': (write_zip(tmp_path / 'other.zip', 'x', member='deu.txt'), 'holds no fra.txt'),
-      'no tab': (write_zip(tmp_path / 'notab.zip', 'Go.\tVa !\nHello Bonjour\n'), ':2: no tab'),
-      'empty side': (write_zip(tmp_path / 'empty.zip', 'Go.\tVa !\nHi.\t \n'), ':2: empty French side'),
-      'empty file': (write_zip(tmp_path / 'nothing.zip', '\n'), 'no sentence pairs'),
+    'missing': (str(tmp_path / 'none.zip'), 'not found'),
+    'not a zip': (str(tmp_path / 'bad.zip'), 'not a readable zip'),
+    'no member': (write_zip(tmp_path / 'other.zip', 'x', member='deu.txt'), 'holds no fra.txt'),
+    'no tab': (write_zip(tmp_path / 'notab.zip', 'Go.\tVa !\nHello Bonjour\n'), ':2: no tab'),
+    'empty side': (write_zip(tmp_path / 'empty.zip', 'Go.\tVa !\nHi.\t \n'), ':2: empty French side'),
+    'empty file': (write_zip(tmp_path / 'nothing.zip', '\n'), 'no sentence pairs'),
   }
   (tmp_path / 'bad.zip').write_bytes(b'PK\x03\x04 truncated')
   for name, (path, message) in cases.items():
@@ -97,11 +102,15 @@ def test_multi30k_and_sgm_readers(tmp_path):
   news = tmp_path / 'newstest2014'
   news.mkdir()
   (news / 'newstest2014-fren-src.en.sgm').write_text(
-      '<srcset>\n<doc docid="a">\n<seg id="1">Fish\xa0&amp;  chips</seg>\n<seg id="2"> Two </seg>\n</doc>\n')
+    '<srcset>\n<doc docid="a">\n<seg id="1">Fish\xa0&amp;  chips</seg>\n<seg id="2"> Two </seg>\n</doc>\n'
+  )
   (news / 'newstest2014-fren-ref.fr.sgm').write_text(
-      '<refset>\n<seg id=1>Poisson</seg>\n<seg id=2>Deux</seg>\n')
+    '<refset>\n<seg id=1>Poisson</seg>\n<seg id=2>Deux</seg>\n'
+  )
   assert tr.load_corpus('newstest2014', str(tmp_path)).splits['test'] == (
-      ['Fish &amp; chips', 'Two'], ['Poisson', 'Deux'])
+    ['Fish &amp; chips', 'Two'],
+    ['Poisson', 'Deux'],
+  )
   (news / 'newstest2014-fren-ref.fr.sgm').write_text('<refset>\n</refset>\n')
   with pytest.raises(DataError, match='no <seg id'):
     tr.load_corpus('newstest2014', str(tmp_path))
@@ -127,8 +136,9 @@ def test_real_files_sizes_and_subword_round_trip():
     # Lossless up to SentencePiece's NFKC normalisation (e.g. French narrow no-break spaces).
     decoded = again.decode([row + [tr.EOS_ID, 17, 5] for row in ids])  # cut at EOS
     expected = [' '.join(unicodedata.normalize('NFKC', s).split()) for s in sentences]
-    mismatches = [(d, e) for d, e in zip(decoded, expected)
-                  if d != e and tr.UNK_ID not in again.encode([e])[0]]
+    mismatches = [
+      (d, e) for d, e in zip(decoded, expected) if d != e and tr.UNK_ID not in again.encode([e])[0]
+    ]
     assert not mismatches, mismatches[:3]
 
 
@@ -157,8 +167,9 @@ def test_bleu_wrapper_matches_sacrebleu():
   assert got['bleu'] == pytest.approx(ref_bleu.score, abs=1e-9)
   assert got['chrf'] == pytest.approx(ref_chrf.score, abs=1e-9)
   assert 0 < got['bleu'] < 100
-  assert got['bleu_signature'] == ('nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:'
-                                   + sacrebleu.__version__)
+  assert got['bleu_signature'] == (
+    'nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:' + sacrebleu.__version__
+  )
   assert got['chrf_signature'].startswith('nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no')
   intl = bleu.corpus_scores(hyps, refs, tokenize='intl')
   assert 'tok:intl' in intl['bleu_signature']
@@ -169,11 +180,19 @@ def test_bleu_wrapper_matches_sacrebleu():
 def test_newstest2014_offline_through_sacrebleu(tmp_path):
   cache = bleu.seed_sacrebleu_cache(os.path.join(TRANSLATION, 'newstest2014'), str(tmp_path / 'sacrebleu'))
   # sacrebleu fixes its cache folder at import: a fresh interpreter with $SACREBLEU set.
-  code = ('import sys, json; from experiments import bleu; '
-          f'print(json.dumps(bleu.sacrebleu_test_set({cache!r})))')
-  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True,
-                       env=dict(os.environ, SACREBLEU=cache))
+  code = (
+    f'import sys, json; from experiments import bleu; print(json.dumps(bleu.sacrebleu_test_set({cache!r})))'
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    env=dict(os.environ, SACREBLEU=cache),
+  )
   import json  # pylint: disable=g-import-not-at-top
+
   sources, references = json.loads(out.stdout)
   ours = tr.load_corpus('newstest2014', TRANSLATION).splits['test']
   assert len(references) == 3003

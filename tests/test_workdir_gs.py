@@ -38,7 +38,7 @@ class FakeGCS(LocalFileSystem):
     path = os.fspath(path)
     for prefix in ('gs://', 'gcs://'):
       if path.startswith(prefix):
-        key = path[len(prefix):]
+        key = path[len(prefix) :]
         if ('/' + key).startswith(cls.root + '/'):  # epath's glob re-prefixes the local names we list.
           return '/' + key.rstrip('/')
         return os.path.join(cls.root, key).rstrip('/') or '/'
@@ -54,6 +54,7 @@ def fake_bucket(tmp_path, monkeypatch):
   os.makedirs(FakeGCS.root)
   fsspec.register_implementation('gcs', FakeGCS, clobber=True)
   from etils.epath import backend  # pylint: disable=g-import-not-at-top
+
   backend.fsspec_backend._get_filesystem.cache_clear()
   monkeypatch.setattr('etils.epath.gpath._is_tf_installed', lambda: False)
   normalize = ts_utils._normalize_path  # pylint: disable=protected-access
@@ -61,6 +62,7 @@ def fake_bucket(tmp_path, monkeypatch):
   def to_local(path):  # TensorStore array files: gs://<key> -> <root>/<key>.
     path = normalize(path)
     return FakeGCS._strip_protocol(path) if path.startswith('gs://') else path
+
   monkeypatch.setattr(ts_utils, '_normalize_path', to_local)
   # Orbax's GCS-only paths (bucket metadata, GCS commit protocol) need the network: the fake bucket
   # takes the generic path (temporary folder + rename through epath).

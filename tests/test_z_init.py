@@ -36,6 +36,7 @@ def _corpus_ids() -> tuple[np.ndarray, int]:
 
 class _TinyLM(nn.Module):
   """One HyperLSTM layer on one-hot characters and a softmax: the smallest model with the paper's z path."""
+
   vocab: int
   z_init: str
 
@@ -68,6 +69,7 @@ def _trained_all() -> dict[str, dict]:
       value, grads = jax.value_and_grad(loss)(p, batch)
       updates, s = opt.update(grads, s, p)
       return (optax.apply_updates(p, updates), s), value
+
     (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), batches)
     return params, losses
 
@@ -84,10 +86,12 @@ def _trained(z_init: str) -> dict:
 
 def _gaps(cell_params: dict) -> dict[str, float]:
   """Relative max pairwise difference of the N_z columns of W_ĥh, W_ĥx, rows of W_hz, W_xz, all gates."""
-  return {'z_h_kernel': z_rank.symmetry_gap(cell_params['z_h_kernel'], -1),
-          'z_x_kernel': z_rank.symmetry_gap(cell_params['z_x_kernel'], -1),
-          'scale_h': z_rank.symmetry_gap(cell_params['scale_h'], 1),
-          'scale_x': z_rank.symmetry_gap(cell_params['scale_x'], 1)}
+  return {
+    'z_h_kernel': z_rank.symmetry_gap(cell_params['z_h_kernel'], -1),
+    'z_x_kernel': z_rank.symmetry_gap(cell_params['z_x_kernel'], -1),
+    'scale_h': z_rank.symmetry_gap(cell_params['scale_h'], 1),
+    'scale_x': z_rank.symmetry_gap(cell_params['scale_x'], 1),
+  }
 
 
 def test_reference_init_keeps_the_nz_coordinates_equal_after_training():
@@ -114,7 +118,9 @@ def test_every_init_starts_at_d_point_one_and_zero_bias(z_init):
   cell = HyperLSTMCell(H, hyper_features=HH, embedding_size=NZ, z_init=z_init)
   x = jnp.asarray(np.random.default_rng(3).normal(size=(64, 7)), jnp.float32)
   carry = cell.initialize_carry(jax.random.key(0), x.shape)
-  carry = jax.tree.map(lambda a: jnp.asarray(np.random.default_rng(1).normal(0, 0.5, a.shape), a.dtype), carry)
+  carry = jax.tree.map(
+    lambda a: jnp.asarray(np.random.default_rng(1).normal(0, 0.5, a.shape), a.dtype), carry
+  )
   variables = cell.init(jax.random.key(0), carry, x)
   proj = cell.apply(variables, x, method='project_inputs')
   gen = cell.apply(variables, carry, proj, method='generated')
@@ -137,23 +143,35 @@ def _flat(tree, prefix=''):
   return out
 
 
-@pytest.mark.parametrize('variant,base,changes', [
-    ('cpu_ln_hyperlstm256_nz16_randemb', 'cpu_ln_hyperlstm256',
-     {'model.cell.embedding_size': 16, 'model.cell.z_init': 'random_embedding'}),
+@pytest.mark.parametrize(
+  'variant,base,changes',
+  [
+    (
+      'cpu_ln_hyperlstm256_nz16_randemb',
+      'cpu_ln_hyperlstm256',
+      {'model.cell.embedding_size': 16, 'model.cell.z_init': 'random_embedding'},
+    ),
     ('cpu_hyperlstm256_randemb', 'cpu_hyperlstm256', {'model.cell.z_init': 'random_embedding'}),
     ('cpu_hyperlstm256_nz16', 'cpu_hyperlstm256', {'model.cell.embedding_size': 16}),
-    ('ln_hyperlstm1000_nz16_randemb', 'ln_hyperlstm1000_nz16',
-     {'model.cell.z_init': 'random_embedding', 'paper.params': '', 'paper.test': ''}),
-])
+    (
+      'ln_hyperlstm1000_nz16_randemb',
+      'ln_hyperlstm1000_nz16',
+      {'model.cell.z_init': 'random_embedding', 'paper.params': '', 'paper.test': ''},
+    ),
+  ],
+)
 def test_issue_15_variants_are_their_base_row_plus_the_z_settings(variant, base, changes):
-  """The README's runs were launched as `<base> --config.model.embedding_size=.. --config.model.z_init=.. (now --config.model.cell.*)`."""
+  """The README's runs were launched as `<base> --config.model.embedding_size=.. --config.model.z_init=..`
+  (flags now under --config.model.cell.*)."""
   from configs import ptb_char
+
   new, old = (_flat(ptb_char.get_config(v).to_dict()) for v in (variant, base))
   diff = {k: new.get(k) for k in set(new) | set(old) if new.get(k) != old.get(k)}
   assert diff == {'variant': variant, **changes}
 
 
 # ------------------------------------------------------------------ experiments/z_rank.py
+
 
 def _hand_made_layer():
   """Gate i: W_ĥ orthonormal columns (rank 4), W_z with singular values (2, 2, 0, 0) (rank 2);
@@ -165,13 +183,21 @@ def _hand_made_layer():
   proj = np.repeat(rng.normal(size=(4, 1, 5)), NZ, axis=1)  # [4 gates, N_z, units]
   proj[0] = 0.0
   proj[0, 0, 0] = proj[0, 1, 1] = 2.0
-  return {'z_h_kernel': embed, 'scale_h': proj, 'z_x_kernel': embed, 'scale_x': proj,
-          'z_b_kernel': embed, 'bias_projection': proj, 'z_h_bias': np.ones((4, NZ))}
+  return {
+    'z_h_kernel': embed,
+    'scale_h': proj,
+    'z_x_kernel': embed,
+    'scale_x': proj,
+    'z_b_kernel': embed,
+    'bias_projection': proj,
+    'z_h_bias': np.ones((4, NZ)),
+  }
 
 
 def test_z_rank_on_known_ranks():
-  assert z_rank.entropy_rank(np.array([3.0, 1.0])) == pytest.approx(np.exp(-(0.75 * np.log(0.75)
-                                                                              + 0.25 * np.log(0.25))))
+  assert z_rank.entropy_rank(np.array([3.0, 1.0])) == pytest.approx(
+    np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
+  )
   assert z_rank.entropy_rank(np.ones(5)) == pytest.approx(5.0)
   assert z_rank.count_above(np.array([1.0, 0.02, 0.005])) == 2
   result = z_rank.summarize({'rnn': {'layer_0': _hand_made_layer()}, 'softmax': {'kernel': np.ones(3)}})

@@ -22,12 +22,12 @@ if ROOT not in sys.path:
 # The tiny PTB-family config (synthetic corpus) of the trainer tests: 12 steps, checkpoints at 4/8/12.
 CHAR_CONFIG = 'configs/ptb_char.py:tiny'
 CHAR_OVERRIDES = {
-    'train.num_steps': 12,
-    'log.every_steps': 2,
-    'eval.every_steps': 6,
-    'eval.max_batches': 2,
-    'checkpoint.every_steps': 4,
-    'sample.length': 0,
+  'train.num_steps': 12,
+  'log.every_steps': 2,
+  'eval.every_steps': 6,
+  'eval.max_batches': 2,
+  'checkpoint.every_steps': 4,
+  'sample.length': 0,
 }
 
 
@@ -54,12 +54,16 @@ def launch_args(config_arg: str = CHAR_CONFIG, overrides: dict | None = None, **
 # One persistent XLA compilation cache for every launch.py child of this test session: the first child
 # compiles, the others load the executables (the same code, so results are unchanged) and start faster.
 COMPILE_CACHE = tempfile.mkdtemp(prefix='hyper_test_jax_cache_')
-CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': COMPILE_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-             'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+CACHE_ENV = {
+  'JAX_COMPILATION_CACHE_DIR': COMPILE_CACHE,
+  'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+  'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
+}
 
 
-def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, background=False,
-               faults: dict | None = None):
+def run_launch(
+  args: list[str], env: dict | None = None, timeout: float = 300, background=False, faults: dict | None = None
+):
   """Runs launch.py from the repo root; returns CompletedProcess (or Popen with background=True).
 
   faults: injected by tests/fault_child.py (e.g. {'kill_after_save': 6}, {'nan_at_step': 5})."""
@@ -70,8 +74,9 @@ def run_launch(args: list[str], env: dict | None = None, timeout: float = 300, b
     script = os.path.join('tests', 'fault_child.py')
   cmd = [sys.executable, os.path.join(ROOT, script), *args]
   if background:
-    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+      cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
   return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -110,12 +115,14 @@ class TraceCounter:
 
   def __enter__(self):
     from experiments import trainer  # pylint: disable=g-import-not-at-top
+
     self.count = 0
     self._trainer, self._original = trainer, trainer.train_step
 
     def counted(*args, **kwargs):
       self.count += 1
       return self._original(*args, **kwargs)
+
     trainer.train_step = counted
     return self
 
@@ -126,6 +133,7 @@ class TraceCounter:
 def train_losses(workdir) -> dict[int, float]:
   """step -> mean training loss of each log window, from metrics.jsonl."""
   from experiments import metrics  # pylint: disable=g-import-not-at-top
+
   return {r['step']: r['train/loss'] for r in metrics.read_metrics(workdir) if 'train/loss' in r}
 
 
@@ -139,6 +147,7 @@ def checkpoint_steps(workdir) -> list[int]:
 
 def restored_params(config, workdir: str, checkpoint: str = 'latest'):
   from experiments import trainer  # pylint: disable=g-import-not-at-top
+
   _, state = trainer.restore_params(config, workdir, checkpoint)
   return jax.device_get(state['params']), int(state['step'])
 
@@ -159,14 +168,16 @@ def tensorboard_tags(workdir) -> dict[str, set[str]]:
 
   Reads the TFRecord framing (length, crc, data, crc) and tensorboardX's Event protos: no TensorFlow."""
   import struct  # pylint: disable=g-import-not-at-top
+
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
   tags: dict[str, set[str]] = {'scalar': set(), 'image': set(), 'text': set(), 'hparams': set()}
   for path in glob.glob(os.path.join(str(workdir), 'tensorboard', 'events.out.tfevents.*')):
     data = open(path, 'rb').read()
     offset = 0
     while offset + 12 <= len(data):
-      (length,) = struct.unpack('<Q', data[offset:offset + 8])
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      (length,) = struct.unpack('<Q', data[offset : offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
       offset += 12 + length + 4
       for value in event.summary.value:
         if value.HasField('image'):

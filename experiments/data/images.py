@@ -30,10 +30,10 @@ from experiments.data.errors import DataError
 
 MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'  # the mirror TFDS itself uses
 MNIST_FILES = {  # role -> standard file name (gzipped IDX)
-    'train_images': 'train-images-idx3-ubyte.gz',
-    'train_labels': 'train-labels-idx1-ubyte.gz',
-    'test_images': 't10k-images-idx3-ubyte.gz',
-    'test_labels': 't10k-labels-idx1-ubyte.gz',
+  'train_images': 'train-images-idx3-ubyte.gz',
+  'train_labels': 'train-labels-idx1-ubyte.gz',
+  'test_images': 't10k-images-idx3-ubyte.gz',
+  'test_labels': 't10k-labels-idx1-ubyte.gz',
 }
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dims
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dim
@@ -41,8 +41,7 @@ _IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dim
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 CIFAR10_OFFICIAL_FILES = ('cifar-10-python.tar.gz', 'cifar-10-binary.tar.gz')  # preferred first
 CIFAR10_JPEG_FILE = 'cifar10-jpeg.tar'  # lossy JPEG copy: train|test/<class>/NNNN.jpg
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
-                   'truck')
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 
 IMAGE_SHAPES = {'mnist': (28, 28, 1), 'cifar10': (32, 32, 3)}
 NUM_CLASSES = {'mnist': 10, 'cifar10': 10}
@@ -94,17 +93,21 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
     raise DataError(f'{path} is truncated ({len(raw)} bytes); download it again.')
   magic = int.from_bytes(raw[:4], 'big')
   if magic != expected_magic:
-    raise DataError(f'{path} has IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x}: '
-                    'not the right MNIST file; check the file names or download them again.')
+    raise DataError(
+      f'{path} has IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x}: '
+      'not the right MNIST file; check the file names or download them again.'
+    )
   ndim = magic & 0xFF
   header = 4 + 4 * ndim
   if len(raw) < header:
     raise DataError(f'{path} is truncated inside its IDX header; download it again.')
-  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+  dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim))
   size = int(np.prod(dims))
   if len(raw) - header != size:
-    raise DataError(f'{path} holds {len(raw) - header} data bytes, its header {dims} says {size}: '
-                    'the file is truncated or corrupt; download it again.')
+    raise DataError(
+      f'{path} holds {len(raw) - header} data bytes, its header {dims} says {size}: '
+      'the file is truncated or corrupt; download it again.'
+    )
   return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
@@ -115,11 +118,14 @@ def read_mnist_files(files: dict[str, str]) -> dict[str, tuple[np.ndarray, np.nd
     images = read_idx(files[f'{split}_images'], _IDX_IMAGES_MAGIC)
     labels = read_idx(files[f'{split}_labels'], _IDX_LABELS_MAGIC)
     if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-      raise DataError(f'MNIST {split}: {images.shape} images for {labels.shape[0]} labels in '
-                      f'{files[f"{split}_images"]}; the files do not belong together, download them again.')
+      raise DataError(
+        f'MNIST {split}: {images.shape} images for {labels.shape[0]} labels in '
+        f'{files[f"{split}_images"]}; the files do not belong together, download them again.'
+      )
     if labels.size and labels.max() > 9:
-      raise DataError(f'MNIST {split}: label {labels.max()} > 9 in {files[f"{split}_labels"]}; '
-                      'download it again.')
+      raise DataError(
+        f'MNIST {split}: label {labels.max()} > 9 in {files[f"{split}_labels"]}; download it again.'
+      )
     out[split] = (images[..., None], labels.astype(np.int64))
   return out
 
@@ -148,13 +154,15 @@ def read_cifar10_official(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]
           try:
             batch = pickle.loads(raw, encoding='bytes')
           except Exception as e:  # pickle raises many kinds on garbage
-            raise DataError(f'{path}: {member.name} is not a readable CIFAR-10 pickle ({e}); '
-                            'download it again.') from e
+            raise DataError(
+              f'{path}: {member.name} is not a readable CIFAR-10 pickle ({e}); download it again.'
+            ) from e
           pixels = np.asarray(batch[b'data'], np.uint8)
           labels = np.asarray(batch[b'labels'], np.int64)
         if pixels.ndim != 2 or pixels.shape[1] != 3072 or len(pixels) != len(labels):
-          raise DataError(f'{path}: {member.name} has data {pixels.shape} for {len(labels)} labels; '
-                          'download it again.')
+          raise DataError(
+            f'{path}: {member.name} has data {pixels.shape} for {len(labels)} labels; download it again.'
+          )
         images = pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CHW rows -> HWC
         parts['test' if stem == 'test_batch' else 'train'].append((stem, images, labels))
   except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
@@ -162,8 +170,10 @@ def read_cifar10_official(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]
   out = {}
   for split, batches in parts.items():
     if not batches:
-      raise DataError(f'{path} holds no CIFAR-10 {split} batches (data_batch_N / test_batch); '
-                      'download cifar-10-python.tar.gz again.')
+      raise DataError(
+        f'{path} holds no CIFAR-10 {split} batches (data_batch_N / test_batch); '
+        'download cifar-10-python.tar.gz again.'
+      )
     batches.sort(key=lambda b: b[0])
     out[split] = (np.concatenate([b[1] for b in batches]), np.concatenate([b[2] for b in batches]))
   return out
@@ -172,6 +182,7 @@ def read_cifar10_official(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]
 def _decode_jpegs(blobs: list[tuple[str, bytes]]) -> list[np.ndarray]:
   """Decodes [(name, jpeg bytes)] to uint8 [32,32,3] arrays; raises DataError on a corrupt file."""
   from PIL import Image  # only needed for the JPEG copy
+
   out = []
   for name, blob in blobs:
     try:
@@ -201,10 +212,13 @@ def read_cifar10_jpeg(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if not member.isfile() or len(parts) != 3 or parts[0] not in blobs:
           continue
         if parts[1] not in class_index:
-          raise DataError(f'{path}: unknown class folder {parts[1]!r} in {member.name}; expected one of '
-                          f'{", ".join(CIFAR10_CLASSES)}.')
-        blobs[parts[0]].append((f'{path}:{member.name}', class_index[parts[1]],
-                                tar.extractfile(member).read()))
+          raise DataError(
+            f'{path}: unknown class folder {parts[1]!r} in {member.name}; expected one of '
+            f'{", ".join(CIFAR10_CLASSES)}.'
+          )
+        blobs[parts[0]].append(
+          (f'{path}:{member.name}', class_index[parts[1]], tar.extractfile(member).read())
+        )
   except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
     raise _tar_error(path, e) from e
   out = {}
@@ -223,10 +237,12 @@ def read_cifar10_jpeg(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _image_features(shape: tuple[int, int, int]) -> tfds.features.FeaturesDict:
   # A uint8 Tensor (not tfds.features.Image) keeps encode/decode free of TensorFlow.
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       'image': tfds.features.Tensor(shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES),
       'label': tfds.features.ClassLabel(num_classes=10),
-  })
+    }
+  )
 
 
 class _ImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -254,9 +270,12 @@ class MnistIdx(_ImageBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self, description='MNIST digits, uint8 [28,28,1]; 60k train / 10k test.',
-        features=_image_features(IMAGE_SHAPES['mnist']), supervised_keys=('image', 'label'),
-        homepage='http://yann.lecun.com/exdb/mnist/')
+      builder=self,
+      description='MNIST digits, uint8 [28,28,1]; 60k train / 10k test.',
+      features=_image_features(IMAGE_SHAPES['mnist']),
+      supervised_keys=('image', 'label'),
+      homepage='http://yann.lecun.com/exdb/mnist/',
+    )
 
   def _split_generators(self, dl_manager):
     return self._splits(read_mnist_files(self._resolve_files(dl_manager)))
@@ -270,8 +289,10 @@ class MnistIdx(_ImageBuilder):
       urls = {role: MNIST_URL + name for role, name in MNIST_FILES.items()}
       return {role: os.fspath(p) for role, p in dl_manager.download(urls).items()}
     missing = [MNIST_FILES[r] for r, p in found.items() if p is None]
-    raise DataError(f'MNIST: missing {", ".join(missing)} in manual_dir={folder!r} and cannot download '
-                    f'from {MNIST_URL}; put the four standard IDX .gz files in that folder.')
+    raise DataError(
+      f'MNIST: missing {", ".join(missing)} in manual_dir={folder!r} and cannot download '
+      f'from {MNIST_URL}; put the four standard IDX .gz files in that folder.'
+    )
 
 
 class Cifar10Files(_ImageBuilder):
@@ -280,18 +301,26 @@ class Cifar10Files(_ImageBuilder):
   name = 'hyper_cifar10'
   VERSION = tfds.core.Version('1.0.0')
   BUILDER_CONFIGS = [
-      tfds.core.BuilderConfig(name='official', description='cifar-10-python.tar.gz (or -binary).'),
-      tfds.core.BuilderConfig(name='jpeg_copy', description=f'{CIFAR10_JPEG_FILE}: JPEG q~75 copy; '
-                              'accuracy measured on it is not comparable to the official files.'),
+    tfds.core.BuilderConfig(name='official', description='cifar-10-python.tar.gz (or -binary).'),
+    tfds.core.BuilderConfig(
+      name='jpeg_copy',
+      description=f'{CIFAR10_JPEG_FILE}: JPEG q~75 copy; '
+      'accuracy measured on it is not comparable to the official files.',
+    ),
   ]
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (f'Put {CIFAR10_OFFICIAL_FILES[0]} (or {CIFAR10_OFFICIAL_FILES[1]}) in '
-                                  f'the manual folder; {CIFAR10_JPEG_FILE} is used only without them.')
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+    f'Put {CIFAR10_OFFICIAL_FILES[0]} (or {CIFAR10_OFFICIAL_FILES[1]}) in '
+    f'the manual folder; {CIFAR10_JPEG_FILE} is used only without them.'
+  )
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self, description='CIFAR-10, uint8 [32,32,3]; 50k train / 10k test.',
-        features=_image_features(IMAGE_SHAPES['cifar10']), supervised_keys=('image', 'label'),
-        homepage='https://www.cs.toronto.edu/~kriz/cifar.html')
+      builder=self,
+      description='CIFAR-10, uint8 [32,32,3]; 50k train / 10k test.',
+      features=_image_features(IMAGE_SHAPES['cifar10']),
+      supervised_keys=('image', 'label'),
+      homepage='https://www.cs.toronto.edu/~kriz/cifar.html',
+    )
 
   def _split_generators(self, dl_manager):
     if self.builder_config.name == 'jpeg_copy':
@@ -302,8 +331,10 @@ class Cifar10Files(_ImageBuilder):
     path = _find(self._manual_folder, CIFAR10_OFFICIAL_FILES)
     if path is None:
       if not (self._allow_download and _online(CIFAR10_URL)):
-        raise DataError(f'CIFAR-10: no {" or ".join(CIFAR10_OFFICIAL_FILES)} in manual_dir='
-                        f'{self._manual_folder!r} and cannot download {CIFAR10_URL}.')
+        raise DataError(
+          f'CIFAR-10: no {" or ".join(CIFAR10_OFFICIAL_FILES)} in manual_dir='
+          f'{self._manual_folder!r} and cannot download {CIFAR10_URL}.'
+        )
       path = os.fspath(dl_manager.download(CIFAR10_URL))
     return self._splits(read_cifar10_official(path))
 
@@ -345,6 +376,7 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str) -> tuple[np.ndarr
 
 def _parse_records(records: Sequence[bytes], shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
   from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
+
   features = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
   blob = b''.join(f['image'].bytes_list.value[0] for f in features)
   images = np.frombuffer(blob, np.uint8).reshape(len(features), *shape)
@@ -358,16 +390,21 @@ def split_validation(images: np.ndarray, labels: np.ndarray, num_valid: int, see
   Both parts keep the source order. Returns ((train_images, train_labels), (valid_images, valid_labels)).
   """
   if not 0 <= num_valid < len(labels):
-    raise DataError(f'cannot hold out {num_valid} validation examples from {len(labels)}; '
-                    'lower num_valid.')
+    raise DataError(f'cannot hold out {num_valid} validation examples from {len(labels)}; lower num_valid.')
   perm = np.random.default_rng(seed).permutation(len(labels))
   valid, train = np.sort(perm[:num_valid]), np.sort(perm[num_valid:])
   return (images[train], labels[train]), (images[valid], labels[valid])
 
 
-def load_image_splits(name: str, manual_dir: str | os.PathLike | None = None,
-                      data_dir: str | os.PathLike | None = None, validation_seed: int = 0, *,
-                      num_valid: int | None = None, download: bool = True) -> ImageData:
+def load_image_splits(
+  name: str,
+  manual_dir: str | os.PathLike | None = None,
+  data_dir: str | os.PathLike | None = None,
+  validation_seed: int = 0,
+  *,
+  num_valid: int | None = None,
+  download: bool = True,
+) -> ImageData:
   """Loads 'mnist' or 'cifar10' as train/valid/test (55k/5k/10k, 45k/5k/10k) uint8 arrays.
 
   Prepares the TFDS data set in `data_dir` (TFDS default when None) on first use, from files in
@@ -381,8 +418,10 @@ def load_image_splits(name: str, manual_dir: str | os.PathLike | None = None,
     candidate = os.path.join(os.environ['HYPER_DATA_DIR'], name)
     manual_dir = candidate if os.path.isdir(candidate) else None
   if manual_dir is not None and not os.path.isdir(manual_dir):
-    raise DataError(f'manual_dir {os.fspath(manual_dir)!r} does not exist; create it and put the '
-                    f'{name} files there, or pass the folder that holds them.')
+    raise DataError(
+      f'manual_dir {os.fspath(manual_dir)!r} does not exist; create it and put the '
+      f'{name} files there, or pass the folder that holds them.'
+    )
   data_dir = None if data_dir is None else os.fspath(data_dir)
   kwargs = dict(manual_dir=manual_dir, download=download, data_dir=data_dir, file_format='array_record')
 
@@ -395,17 +434,19 @@ def load_image_splits(name: str, manual_dir: str | os.PathLike | None = None,
       builder, source = Cifar10Files(config='jpeg_copy', **kwargs), 'jpeg-copy'
       if not builder.is_prepared() and _find(manual_dir, (CIFAR10_JPEG_FILE,)) is None:
         wanted = ', '.join((*CIFAR10_OFFICIAL_FILES, CIFAR10_JPEG_FILE))
-        raise DataError(f'CIFAR-10: none of {wanted} in manual_dir={manual_dir!r} and cannot download '
-                        f'{CIFAR10_URL}; put cifar-10-python.tar.gz in that folder.')
+        raise DataError(
+          f'CIFAR-10: none of {wanted} in manual_dir={manual_dir!r} and cannot download '
+          f'{CIFAR10_URL}; put cifar-10-python.tar.gz in that folder.'
+        )
   if not builder.is_prepared():
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
 
   train, test = _read_split(builder, 'train'), _read_split(builder, 'test')
   num_valid = NUM_VALID[name] if num_valid is None else num_valid
   train, valid = split_validation(*train, num_valid=num_valid, seed=validation_seed)
-  return ImageData(splits={'train': train, 'valid': valid, 'test': test}, source=source,
-                   num_classes=NUM_CLASSES[name])
+  return ImageData(
+    splits={'train': train, 'valid': valid, 'test': test}, source=source, num_classes=NUM_CLASSES[name]
+  )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -419,15 +460,23 @@ class ImageBatches:
   [process_index * local_batch_size, (process_index + 1) * local_batch_size) of every global batch.
   """
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray, global_batch_size: int, seed: int,
-               process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    images: np.ndarray,
+    labels: np.ndarray,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     if global_batch_size % process_count:
       raise ValueError(f'global_batch_size {global_batch_size} is not divisible by {process_count} processes')
     if len(images) != len(labels):
       raise ValueError(f'{len(images)} images but {len(labels)} labels')
     if len(labels) < global_batch_size:
-      raise DataError(f'{len(labels)} examples cannot fill one batch of {global_batch_size}; '
-                      'lower the batch size.')
+      raise DataError(
+        f'{len(labels)} examples cannot fill one batch of {global_batch_size}; lower the batch size.'
+      )
     self.images, self.labels = images, np.asarray(labels, np.int32)
     self.global_batch_size = global_batch_size
     self.local_batch_size = global_batch_size // process_count
@@ -443,12 +492,13 @@ class ImageBatches:
   def batch(self, step: int) -> dict[str, np.ndarray]:
     epoch, index = divmod(int(step), self.steps_per_epoch)
     start = index * self.global_batch_size + self.process_index * self.local_batch_size
-    rows = self.permutation(epoch)[start:start + self.local_batch_size]
+    rows = self.permutation(epoch)[start : start + self.local_batch_size]
     return {'image': self.images[rows], 'label': self.labels[rows]}
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+  images: np.ndarray, labels: np.ndarray, batch_size: int, process_index: int = 0, process_count: int = 1
+) -> Iterator[dict[str, np.ndarray]]:
   """The whole split in order, in global batches of `batch_size`; the last is zero-padded.
 
   Yields this process's rows {'image': uint8, 'label': int32, 'mask': bool} (mask False on padding).
@@ -480,8 +530,8 @@ class AugmentSpec:
 
 
 AUGMENT = {
-    'mnist': AugmentSpec(pad=1, flip=False, mean=(0.0,), std=(1.0,)),  # A.3.1: 30x30 -> 28x28
-    'cifar10': AugmentSpec(pad=2, flip=True, mean=CIFAR10_MEAN, std=CIFAR10_STD),  # A.3.2: 36 -> 32
+  'mnist': AugmentSpec(pad=1, flip=False, mean=(0.0,), std=(1.0,)),  # A.3.1: 30x30 -> 28x28
+  'cifar10': AugmentSpec(pad=2, flip=True, mean=CIFAR10_MEAN, std=CIFAR10_STD),  # A.3.2: 36 -> 32
 }
 
 

@@ -21,34 +21,46 @@ class TrainStreams:
   carried state is stale once per epoch; `starts_epoch(step)` says when a trainer may reset it.
   """
 
-  def __init__(self, ids: np.ndarray, global_batch_size: int, seq_len: int,
-               process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    ids: np.ndarray,
+    global_batch_size: int,
+    seq_len: int,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     ids = np.asarray(ids)
     if ids.ndim != 1:
-      raise ValueError(f"ids must be 1-D, got shape {ids.shape}")
+      raise ValueError(f'ids must be 1-D, got shape {ids.shape}')
     if global_batch_size < 1 or seq_len < 1:
-      raise ValueError(f"global_batch_size and seq_len must be >= 1, got {global_batch_size}, {seq_len}")
+      raise ValueError(f'global_batch_size and seq_len must be >= 1, got {global_batch_size}, {seq_len}')
     if global_batch_size % process_count or not 0 <= process_index < process_count:
-      raise ValueError(f"global_batch_size {global_batch_size} must split evenly over "
-                       f"{process_count} processes (process_index {process_index})")
+      raise ValueError(
+        f'global_batch_size {global_batch_size} must split evenly over '
+        f'{process_count} processes (process_index {process_index})'
+      )
     stream_len = (len(ids) - 1) // global_batch_size
     self.steps_per_epoch = stream_len // seq_len
     if self.steps_per_epoch < 1:
-      raise ValueError(f"{len(ids)} ids are too few for {global_batch_size} streams of at least "
-                       f"{seq_len + 1} symbols; use a smaller batch size or sequence length")
+      raise ValueError(
+        f'{len(ids)} ids are too few for {global_batch_size} streams of at least '
+        f'{seq_len + 1} symbols; use a smaller batch size or sequence length'
+      )
     self.global_batch_size, self.seq_len = global_batch_size, seq_len
     self.local_batch_size = global_batch_size // process_count
     rows = slice(process_index * self.local_batch_size, (process_index + 1) * self.local_batch_size)
     used = global_batch_size * stream_len
     # Views, not copies: [global_batch, stream_len] restricted to this process's rows.
     self._inputs = ids[:used].reshape(global_batch_size, stream_len)[rows]
-    self._targets = ids[1:used + 1].reshape(global_batch_size, stream_len)[rows]
+    self._targets = ids[1 : used + 1].reshape(global_batch_size, stream_len)[rows]
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     """{'inputs', 'targets'}: int32 [local_batch_size, seq_len] for global step `step` (>= 0)."""
     t = (int(step) % self.steps_per_epoch) * self.seq_len
-    return {"inputs": self._inputs[:, t:t + self.seq_len].astype(np.int32),
-            "targets": self._targets[:, t:t + self.seq_len].astype(np.int32)}
+    return {
+      'inputs': self._inputs[:, t : t + self.seq_len].astype(np.int32),
+      'targets': self._targets[:, t : t + self.seq_len].astype(np.int32),
+    }
 
   def starts_epoch(self, step: int) -> bool:
     """True when `step` reads the first segment of the streams (the carried state is unrelated)."""
@@ -58,8 +70,15 @@ class TrainStreams:
     return int(step) / self.steps_per_epoch
 
 
-def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int, *, bos_id: int | None = None,
-                 process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+  ids: np.ndarray,
+  batch_size: int,
+  seq_len: int,
+  *,
+  bos_id: int | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
   """Covers the whole split once, as batch_size contiguous streams; carry the state across yields.
 
   Every symbol after the first is predicted exactly once: the masks sum to len(ids) - 1. With
@@ -73,9 +92,9 @@ def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int, *, bos_id: int 
   if bos_id is not None:
     ids = np.concatenate([np.asarray([bos_id], ids.dtype), ids])
   if ids.ndim != 1 or len(ids) < 2:
-    raise ValueError(f"need a 1-D split of at least 2 symbols, got shape {ids.shape}")
+    raise ValueError(f'need a 1-D split of at least 2 symbols, got shape {ids.shape}')
   if batch_size % process_count or not 0 <= process_index < process_count:
-    raise ValueError(f"batch_size {batch_size} must split evenly over {process_count} processes")
+    raise ValueError(f'batch_size {batch_size} must split evenly over {process_count} processes')
   num_predictions = len(ids) - 1
   base, extra = divmod(num_predictions, batch_size)
   lengths = np.full(batch_size, base) + (np.arange(batch_size) < extra)  # [batch_size]
@@ -89,15 +108,16 @@ def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int, *, bos_id: int 
   mask = np.zeros((local, width), np.float32)
   for r, b in enumerate(rows):
     s, n = starts[b], lengths[b]
-    inputs[r, :n] = ids[s:s + n]
-    targets[r, :n] = ids[s + 1:s + n + 1]
+    inputs[r, :n] = ids[s : s + n]
+    targets[r, :n] = ids[s + 1 : s + n + 1]
     mask[r, :n] = 1.0
   for k in range(num_yields):
     cols = slice(k * seq_len, (k + 1) * seq_len)
-    yield {"inputs": inputs[:, cols], "targets": targets[:, cols], "mask": mask[:, cols]}
+    yield {'inputs': inputs[:, cols], 'targets': targets[:, cols], 'mask': mask[:, cols]}
 
 
 def num_eval_batches(num_ids: int, batch_size: int, seq_len: int, *, bos: bool = False) -> int:
   """How many batches `eval_batches` yields for a split of num_ids symbols."""
   predictions = num_ids - 1 + int(bos)
-  return -(-(-(-predictions // batch_size)) // seq_len)
+  rows = -(-predictions // batch_size)  # ceil division
+  return -(-rows // seq_len)

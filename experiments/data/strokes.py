@@ -53,14 +53,15 @@ IAM_LISTS = ('trainset.txt', 'testset_v.txt', 'testset_t.txt', 'testset_f.txt')
 # counts (5,364 / 1,438 / 1,518 / 3,859 lines for training / the two validation sets / test) make the
 # smaller one validation set 1, testset_v.txt (counts in the order of the task's own numbering).
 IAM_SPLIT_LISTS = {
-    'graves2013': {'train': ('trainset.txt', 'testset_t.txt', 'testset_f.txt'), 'valid': ('testset_v.txt',)},
-    'standard': {'train': ('trainset.txt',), 'valid': ('testset_v.txt',), 'test': ('testset_f.txt',)},
+  'graves2013': {'train': ('trainset.txt', 'testset_t.txt', 'testset_f.txt'), 'valid': ('testset_v.txt',)},
+  'standard': {'train': ('trainset.txt',), 'valid': ('testset_v.txt',), 'test': ('testset_f.txt',)},
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Lines:
   """One split: points [N, 3] float32 (Δx, Δy, eos in {0, 1}) and offsets int64 [n + 1]."""
+
   points: np.ndarray
   offsets: np.ndarray
 
@@ -72,7 +73,7 @@ class Lines:
     return np.diff(self.offsets)
 
   def line(self, i: int) -> np.ndarray:
-    return self.points[self.offsets[i]:self.offsets[i + 1]]
+    return self.points[self.offsets[i] : self.offsets[i + 1]]
 
   @staticmethod
   def from_list(lines: list[np.ndarray]) -> Lines:
@@ -85,11 +86,15 @@ def check_lines(points: np.ndarray, offsets: np.ndarray, where: str) -> Lines:
   """`Lines` from raw arrays, or a one-line DataError naming what is wrong in `where`."""
   points, offsets = np.asarray(points), np.asarray(offsets)
   if points.ndim != 2 or points.shape[1] != 3:
-    raise DataError(f'{where}: points have shape {points.shape}, expected [N, 3] (dx, dy, pen lift); '
-                    f'this is not a stroke-3 file')
+    raise DataError(
+      f'{where}: points have shape {points.shape}, expected [N, 3] (dx, dy, pen lift); '
+      f'this is not a stroke-3 file'
+    )
   if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(points):
-    raise DataError(f'{where}: offsets must run from 0 to the number of points ({len(points):,}); '
-                    f'the file is truncated or not a stroke-3 file')
+    raise DataError(
+      f'{where}: offsets must run from 0 to the number of points ({len(points):,}); '
+      f'the file is truncated or not a stroke-3 file'
+    )
   lengths = np.diff(offsets)
   if np.any(lengths <= 0):
     k = int(np.flatnonzero(lengths <= 0)[0])
@@ -98,8 +103,10 @@ def check_lines(points: np.ndarray, offsets: np.ndarray, where: str) -> Lines:
   if not np.all(np.isfinite(values)):
     row = int(np.flatnonzero(~np.isfinite(values).all(1))[0])
     line = int(np.searchsorted(offsets, row, side='right') - 1)
-    raise DataError(f'{where}: non-finite coordinate in line {line} (point {row - offsets[line]}); '
-                    f'the file is corrupt, rebuild it')
+    raise DataError(
+      f'{where}: non-finite coordinate in line {line} (point {row - offsets[line]}); '
+      f'the file is corrupt, rebuild it'
+    )
   if not np.all((values[:, 2] == 0) | (values[:, 2] == 1)):
     raise DataError(f'{where}: the pen column holds values other than 0 and 1; not a stroke-3 file')
   return Lines(values, offsets.astype(np.int64))
@@ -108,14 +115,18 @@ def check_lines(points: np.ndarray, offsets: np.ndarray, where: str) -> Lines:
 def load_npz(path: str, splits: tuple[str, ...] = SPLITS) -> dict[str, Lines]:
   """{split: Lines} from a stroke-3 npz (`<split>_points`, `<split>_offsets`); DataError on bad files."""
   if not os.path.isfile(path):
-    raise DataError(f'stroke file {path} not found; copy it there (see ../shared/data/README.md) '
-                    f'or set config.data.manual_dir to the folder that holds it')
+    raise DataError(
+      f'stroke file {path} not found; copy it there (see ../shared/data/README.md) '
+      f'or set config.data.manual_dir to the folder that holds it'
+    )
   try:
     with np.load(path, allow_pickle=False) as z:
       missing = [f'{s}_{k}' for s in splits for k in ('points', 'offsets') if f'{s}_{k}' not in z.files]
       if missing:
-        raise DataError(f'{path} has no {", ".join(missing)} (it holds {", ".join(z.files)}); '
-                        f'expected the stroke-3 layout <split>_points / <split>_offsets')
+        raise DataError(
+          f'{path} has no {", ".join(missing)} (it holds {", ".join(z.files)}); '
+          f'expected the stroke-3 layout <split>_points / <split>_offsets'
+        )
       return {s: check_lines(z[f'{s}_points'], z[f'{s}_offsets'], f'{path} ({s})') for s in splits}
   except (OSError, ValueError, zlib.error, EOFError) as exc:
     if isinstance(exc, DataError):
@@ -135,9 +146,11 @@ def filter_lengths(lines: Lines, min_length: int = 0, max_length: int = 0) -> Li
 # ---------------------------------------------------------------------------------------------------
 # Normalisation and augmentation.
 
+
 @dataclasses.dataclass(frozen=True)
 class Normalizer:
   """Δx, Δy divided by std (their standard deviations over the training split); pen bit unchanged."""
+
   std: tuple[float, float]
 
   @staticmethod
@@ -173,6 +186,7 @@ def scale_augment(points, line_ids, seed: int, max_change: float = 0.1):
   """
   import jax
   import jax.numpy as jnp
+
   base = jax.random.PRNGKey(seed)
   keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(line_ids.reshape(-1).astype(jnp.uint32))
   factors = jax.vmap(lambda k: jax.random.uniform(k, (2,), jnp.float32, 1 - max_change, 1 + max_change))(keys)
@@ -182,6 +196,7 @@ def scale_augment(points, line_ids, seed: int, max_change: float = 0.1):
 
 # ---------------------------------------------------------------------------------------------------
 # Streams of lines cut into windows.
+
 
 def deal_lines(lengths: np.ndarray, num_streams: int) -> list[list[int]]:
   """Line indices per stream: longest first, each to the stream with the fewest points so far (LPT)."""
@@ -209,8 +224,18 @@ class PackedStreams:
   `num_windows` windows.
   """
 
-  def __init__(self, lines: Lines, normalizer: Normalizer, batch_size: int, window: int, *,
-               shuffle: bool, seed: int = 0, process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    lines: Lines,
+    normalizer: Normalizer,
+    batch_size: int,
+    window: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     if batch_size % process_count:
       raise ValueError(f'batch size {batch_size} does not split over {process_count} processes')
     if len(lines) == 0:
@@ -282,8 +307,13 @@ class PackedStreams:
     safe = np.where(valid, s, 0)
     inputs = np.where(valid[..., None], self.points[safe], 0.0).astype(np.float32)
     targets = np.where(valid[..., None], self.points[safe + valid], 0.0).astype(np.float32)
-    return {'inputs': inputs, 'targets': targets, 'mask': valid.astype(np.float32),
-            'reset': reset[:, cols].copy(), 'line': line[:, cols].copy()}
+    return {
+      'inputs': inputs,
+      'targets': targets,
+      'mask': valid.astype(np.float32),
+      'reset': reset[:, cols].copy(),
+      'line': line[:, cols].copy(),
+    }
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     """Training batch at `step` (stateless by step: epoch = step // steps_per_epoch)."""
@@ -297,6 +327,7 @@ class PackedStreams:
 
 # ---------------------------------------------------------------------------------------------------
 # IAM-OnDB lineStrokes XML.
+
 
 def parse_line_strokes(data: bytes, where: str) -> list[np.ndarray]:
   """The strokes of one lineStrokes XML file: a list of int64 [k, 2] absolute (x, y) arrays."""
@@ -314,8 +345,9 @@ def parse_line_strokes(data: bytes, where: str) -> list[np.ndarray]:
       try:
         x, y = float(p.attrib['x']), float(p.attrib['y'])
       except (KeyError, ValueError) as exc:
-        raise DataError(f'{where}: a <Point> without numeric x and y ({p.attrib}); the file is corrupt') \
-            from exc
+        raise DataError(
+          f'{where}: a <Point> without numeric x and y ({p.attrib}); the file is corrupt'
+        ) from exc
       if not (np.isfinite(x) and np.isfinite(y)) or x != round(x) or y != round(y):
         raise DataError(f'{where}: point ({x}, {y}) is not a finite integer coordinate; the file is corrupt')
       xy.append((int(x), int(y)))
@@ -344,7 +376,7 @@ def offsets_to_strokes(points: np.ndarray, origin=(0, 0)) -> list[np.ndarray]:
 
 def _line_form(name: str) -> str:
   """'a01-000u-01.xml' -> 'a01-000u' (the form id used in the task lists)."""
-  return os.path.basename(name)[:-len('.xml')].rsplit('-', 1)[0]
+  return os.path.basename(name)[: -len('.xml')].rsplit('-', 1)[0]
 
 
 def _iam_xml_files(folder: str) -> Iterator[tuple[str, bytes]]:
@@ -358,8 +390,9 @@ def _iam_xml_files(folder: str) -> Iterator[tuple[str, bytes]]:
           if m.isfile() and m.name.endswith('.xml'):
             yield m.name, tar.extractfile(m).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-      raise DataError(f'{archive} is truncated or corrupt ({type(exc).__name__}: {exc}); fetch it again '
-                      f'from {IAM_URL}') from exc
+      raise DataError(
+        f'{archive} is truncated or corrupt ({type(exc).__name__}: {exc}); fetch it again from {IAM_URL}'
+      ) from exc
   elif os.path.isdir(extracted):
     for dirpath, _, files in sorted(os.walk(extracted)):
       for f in sorted(files):
@@ -367,22 +400,28 @@ def _iam_xml_files(folder: str) -> Iterator[tuple[str, bytes]]:
           with open(os.path.join(dirpath, f), 'rb') as fh:
             yield os.path.join(dirpath, f), fh.read()
   else:
-    raise DataError(f'iam_ondb: no {IAM_ARCHIVE} (or extracted {IAM_FOLDER}/) in manual dir {folder!r}; '
-                    f'register at {IAM_URL}, download it and put it there')
+    raise DataError(
+      f'iam_ondb: no {IAM_ARCHIVE} (or extracted {IAM_FOLDER}/) in manual dir {folder!r}; '
+      f'register at {IAM_URL}, download it and put it there'
+    )
 
 
-def read_iam_ondb(folder: str | None, split_lists: str = 'graves2013',
-                  min_length: int = 300) -> tuple[dict[str, list[tuple[str, np.ndarray]]], dict[str, int]]:
+def read_iam_ondb(
+  folder: str | None, split_lists: str = 'graves2013', min_length: int = 300
+) -> tuple[dict[str, list[tuple[str, np.ndarray]]], dict[str, int]]:
   """({split: [(line id, stroke-3 int32 [n, 3])...]}, counts) from the official files in `folder`.
 
   counts: '<split>_lines' kept and '<split>_short' dropped (under min_length points) per split.
   """
   if split_lists not in IAM_SPLIT_LISTS:
-    raise DataError(f'unknown IAM-OnDB split assignment {split_lists!r}; '
-                    f'use one of {", ".join(IAM_SPLIT_LISTS)}')
+    raise DataError(
+      f'unknown IAM-OnDB split assignment {split_lists!r}; use one of {", ".join(IAM_SPLIT_LISTS)}'
+    )
   if not folder or not os.path.isdir(folder):
-    raise DataError(f'iam_ondb: manual dir {folder!r} does not exist; put {IAM_ARCHIVE} and '
-                    f'{", ".join(IAM_LISTS)} from {IAM_URL} in a folder and pass it as manual_dir')
+    raise DataError(
+      f'iam_ondb: manual dir {folder!r} does not exist; put {IAM_ARCHIVE} and '
+      f'{", ".join(IAM_LISTS)} from {IAM_URL} in a folder and pass it as manual_dir'
+    )
   assignment = IAM_SPLIT_LISTS[split_lists]
   form_split = {}
   for split, names in assignment.items():
@@ -404,11 +443,13 @@ def read_iam_ondb(folder: str | None, split_lists: str = 'graves2013',
       counts[f'{split}_short'] += 1
       continue
     counts[f'{split}_lines'] += 1
-    out[split].append((os.path.basename(name)[:-len('.xml')], points))
+    out[split].append((os.path.basename(name)[: -len('.xml')], points))
   for split, items in out.items():
     if not items:
-      raise DataError(f'iam_ondb: no line of at least {min_length} points for split {split!r} '
-                      f'({", ".join(assignment[split])}); check the archive and the split lists')
+      raise DataError(
+        f'iam_ondb: no line of at least {min_length} points for split {split!r} '
+        f'({", ".join(assignment[split])}); check the archive and the split lists'
+      )
     items.sort(key=lambda item: item[0])
   return out, counts
 
@@ -420,28 +461,40 @@ def _builders() -> dict[str, Any]:
   @dataclasses.dataclass(eq=False)
   class IamOnDbConfig(tfds.core.BuilderConfig):
     """Which task lists make which split (IAM_SPLIT_LISTS) and the paper's 300-point filter."""
+
     split_lists: str = 'graves2013'
     min_length: int = 300
 
   class IamOnDb(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """IAM On-Line Handwriting Database text lines as stroke-3 offsets (Liwicki & Bunke 2005)."""
+
     name = 'iam_ondb'
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release.'}  # noqa: RUF012 (tfds convention)
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (f'Register at {IAM_URL}; put {IAM_ARCHIVE} (or its extracted '
-                                    f'{IAM_FOLDER}/ folder) and the task lists {", ".join(IAM_LISTS)} '
-                                    f'in the manual dir.')
-    BUILDER_CONFIGS = [IamOnDbConfig(name='graves2013'),  # noqa: RUF012 (tfds convention)
-                       IamOnDbConfig(name='standard', split_lists='standard')]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      f'Register at {IAM_URL}; put {IAM_ARCHIVE} (or its extracted '
+      f'{IAM_FOLDER}/ folder) and the task lists {", ".join(IAM_LISTS)} '
+      f'in the manual dir.'
+    )
+    BUILDER_CONFIGS = [
+      IamOnDbConfig(name='graves2013'),  # noqa: RUF012 (tfds convention)
+      IamOnDbConfig(name='standard', split_lists='standard'),
+    ]
 
     def _info(self):
       return tfds.core.DatasetInfo(
-          builder=self, description=self.__doc__, homepage=IAM_URL,
-          features=tfds.features.FeaturesDict({
-              'id': tfds.features.Text(),  # line id, e.g. a01-000u-01
-              'points': tfds.features.Tensor(shape=(None, 3), dtype=np.int32),  # stroke-3
-          }),
-          metadata=tfds.core.MetadataDict(), disable_shuffling=True)
+        builder=self,
+        description=self.__doc__,
+        homepage=IAM_URL,
+        features=tfds.features.FeaturesDict(
+          {
+            'id': tfds.features.Text(),  # line id, e.g. a01-000u-01
+            'points': tfds.features.Tensor(shape=(None, 3), dtype=np.int32),  # stroke-3
+          }
+        ),
+        metadata=tfds.core.MetadataDict(),
+        disable_shuffling=True,
+      )
 
     def _split_generators(self, dl_manager):
       try:
@@ -461,19 +514,23 @@ def _builders() -> dict[str, Any]:
   return {'IamOnDb': IamOnDb, 'IamOnDbConfig': IamOnDbConfig}
 
 
-def prepare_iam_ondb(manual_dir: str | None, data_dir: str | None = None, split_lists: str = 'graves2013',
-                     min_length: int = 300):
+def prepare_iam_ondb(
+  manual_dir: str | None, data_dir: str | None = None, split_lists: str = 'graves2013', min_length: int = 300
+):
   """Prepares (once) and returns the `iam_ondb` TFDS builder (array_record files)."""
   import tensorflow_datasets as tfds
+
   builders = _builders()
   if split_lists not in IAM_SPLIT_LISTS:
-    raise DataError(f'unknown IAM-OnDB split assignment {split_lists!r}; '
-                    f'use one of {", ".join(IAM_SPLIT_LISTS)}')
+    raise DataError(
+      f'unknown IAM-OnDB split assignment {split_lists!r}; use one of {", ".join(IAM_SPLIT_LISTS)}'
+    )
   if min_length == 300:  # the registered configs: the paper's filter
     config = split_lists
   else:
-    config = builders['IamOnDbConfig'](name=f'{split_lists}_min{min_length}', split_lists=split_lists,
-                                       min_length=min_length)
+    config = builders['IamOnDbConfig'](
+      name=f'{split_lists}_min{min_length}', split_lists=split_lists, min_length=min_length
+    )
   builder = builders['IamOnDb'](data_dir=data_dir, file_format='array_record', config=config)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder
@@ -494,8 +551,13 @@ def _default_strokes_dir() -> str | None:
   return os.path.join(root, 'strokes') if root else None
 
 
-def load_strokes(name: str, manual_dir: str | None = None, data_dir: str | None = None,
-                 split_lists: str = 'graves2013', min_length: int = 300) -> dict[str, Lines]:
+def load_strokes(
+  name: str,
+  manual_dir: str | None = None,
+  data_dir: str | None = None,
+  split_lists: str = 'graves2013',
+  min_length: int = 300,
+) -> dict[str, Lines]:
   """{split: Lines} in data units, before any length filter for the npz sets.
 
   name: 'unipen_lines' / 'omniglot' (npz in manual_dir, default $HYPER_DATA_DIR/strokes), 'iam_ondb'
@@ -507,8 +569,10 @@ def load_strokes(name: str, manual_dir: str | None = None, data_dir: str | None 
   if name in NPZ_NAMES:
     folder = manual_dir or _default_strokes_dir()
     if not folder:
-      raise DataError(f'{name}: no folder for {NPZ_NAMES[name]}; set $HYPER_DATA_DIR (../shared/data) '
-                      f'or config.data.manual_dir')
+      raise DataError(
+        f'{name}: no folder for {NPZ_NAMES[name]}; set $HYPER_DATA_DIR (../shared/data) '
+        f'or config.data.manual_dir'
+      )
     return load_npz(os.path.join(folder, NPZ_NAMES[name]))
   if name == 'iam_ondb':
     return read_iam_builder(prepare_iam_ondb(manual_dir, data_dir, split_lists, min_length))

@@ -39,6 +39,7 @@ PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 @dataclasses.dataclass(frozen=True)
 class ParallelCorpus:
   """splits: name -> (source sentences, target sentences), aligned lists of str."""
+
   name: str
   src_lang: str
   tgt_lang: str
@@ -50,8 +51,10 @@ class ParallelCorpus:
 
 def check_pair(src_lang: str, tgt_lang: str) -> None:
   if src_lang not in LANGUAGES or tgt_lang not in LANGUAGES or src_lang == tgt_lang:
-    raise DataError(f'unknown language pair {src_lang}-{tgt_lang}: these data sets hold en-fr or fr-en; '
-                    'set data.src_lang / data.tgt_lang to en and fr')
+    raise DataError(
+      f'unknown language pair {src_lang}-{tgt_lang}: these data sets hold en-fr or fr-en; '
+      'set data.src_lang / data.tgt_lang to en and fr'
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -66,8 +69,10 @@ def parse_tatoeba(text: str, where: str) -> list[tuple[str, str]]:
       continue
     fields = line.split('\t')
     if len(fields) < 2:
-      raise DataError(f'{where}:{number}: no tab in the line (expected english<TAB>french); '
-                      'is this the manythings.org fra-eng file?')
+      raise DataError(
+        f'{where}:{number}: no tab in the line (expected english<TAB>french); '
+        'is this the manythings.org fra-eng file?'
+      )
     en, fr = fields[0].strip(), fields[1].strip()
     if not en or not fr:
       side = 'English' if not en else 'French'
@@ -81,15 +86,17 @@ def parse_tatoeba(text: str, where: str) -> list[tuple[str, str]]:
 def read_tatoeba(path: str) -> list[tuple[str, str]]:
   """(english, french) pairs of `fra-eng.zip` (or of a bare fra.txt)."""
   if not os.path.exists(path):
-    raise DataError(f'{path} not found: put manythings.org\'s {TATOEBA_ARCHIVE} there or set data.data_dir')
+    raise DataError(f"{path} not found: put manythings.org's {TATOEBA_ARCHIVE} there or set data.data_dir")
   if path.endswith('.txt'):
     with open(path, encoding='utf-8') as f:
       return parse_tatoeba(f.read(), path)
   try:
     with zipfile.ZipFile(path) as z:
       if TATOEBA_MEMBER not in z.namelist():
-        raise DataError(f'{path} holds no {TATOEBA_MEMBER} (has {", ".join(z.namelist()) or "nothing"}); '
-                        f'download {TATOEBA_ARCHIVE} from manythings.org/anki again')
+        raise DataError(
+          f'{path} holds no {TATOEBA_MEMBER} (has {", ".join(z.namelist()) or "nothing"}); '
+          f'download {TATOEBA_ARCHIVE} from manythings.org/anki again'
+        )
       raw = z.read(TATOEBA_MEMBER)
   except (zipfile.BadZipFile, EOFError, OSError) as e:
     raise DataError(f'{path} is not a readable zip archive ({e}); download {TATOEBA_ARCHIVE} again') from e
@@ -100,8 +107,9 @@ def read_tatoeba(path: str) -> list[tuple[str, str]]:
   return parse_tatoeba(text, f'{path}:{TATOEBA_MEMBER}')
 
 
-def split_pairs(pairs: Sequence[tuple[str, str]], valid_size: int, test_size: int,
-                seed: int) -> dict[str, list[tuple[str, str]]]:
+def split_pairs(
+  pairs: Sequence[tuple[str, str]], valid_size: int, test_size: int, seed: int
+) -> dict[str, list[tuple[str, str]]]:
   """Train / valid / test by groups: pairs sharing a sentence (either side) form one group, groups are
   shuffled with `seed` and dealt to test, then valid (until each has at least its size), rest to train.
   No sentence of either side is in two splits; the result depends only on the pairs and the seed."""
@@ -126,12 +134,15 @@ def split_pairs(pairs: Sequence[tuple[str, str]], valid_size: int, test_size: in
   ordered = sorted(groups.values(), key=lambda g: g[0])
   order = np.random.default_rng(seed).permutation(len(ordered))
   if valid_size + test_size >= len(pairs):
-    raise DataError(f'valid_size + test_size = {valid_size + test_size} leaves no training pairs '
-                    f'out of {len(pairs)}; lower data.valid_size / data.test_size')
+    raise DataError(
+      f'valid_size + test_size = {valid_size + test_size} leaves no training pairs '
+      f'out of {len(pairs)}; lower data.valid_size / data.test_size'
+    )
   out: dict[str, list[int]] = {'train': [], 'valid': [], 'test': []}
   for g in order:
-    target = ('test' if len(out['test']) < test_size
-              else 'valid' if len(out['valid']) < valid_size else 'train')
+    target = (
+      'test' if len(out['test']) < test_size else 'valid' if len(out['valid']) < valid_size else 'train'
+    )
     out[target].extend(ordered[g])
   return {k: [pairs[i] for i in sorted(v)] for k, v in out.items()}
 
@@ -142,8 +153,10 @@ def split_pairs(pairs: Sequence[tuple[str, str]], valid_size: int, test_size: in
 
 def _read_lines_gz(path: str) -> list[str]:
   if not os.path.exists(path):
-    raise DataError(f'{path} not found: put the Multi30k task-1 files (train/val/test_2016_flickr '
-                    '.en.gz/.fr.gz) in that folder or set data.data_dir')
+    raise DataError(
+      f'{path} not found: put the Multi30k task-1 files (train/val/test_2016_flickr '
+      '.en.gz/.fr.gz) in that folder or set data.data_dir'
+    )
   try:
     with gzip.open(path, 'rt', encoding='utf-8') as f:
       return [line.rstrip('\n') for line in f]
@@ -151,18 +164,22 @@ def _read_lines_gz(path: str) -> list[str]:
     raise DataError(f'{path} is not a readable gzip text file ({e}); download it again') from e
 
 
-def read_aligned(src_lines: list[str], tgt_lines: list[str], src_where: str,
-                 tgt_where: str) -> tuple[list[str], list[str]]:
+def read_aligned(
+  src_lines: list[str], tgt_lines: list[str], src_where: str, tgt_where: str
+) -> tuple[list[str], list[str]]:
   """Checks two line-aligned files (same count, no empty side) and strips them."""
   if len(src_lines) != len(tgt_lines):
-    raise DataError(f'{src_where} has {len(src_lines)} lines but {tgt_where} {len(tgt_lines)}; '
-                    'the files must be line-aligned (re-download both)')
+    raise DataError(
+      f'{src_where} has {len(src_lines)} lines but {tgt_where} {len(tgt_lines)}; '
+      'the files must be line-aligned (re-download both)'
+    )
   src, tgt = [], []
   for number, (s, t) in enumerate(zip(src_lines, tgt_lines), 1):
     s, t = s.strip(), t.strip()
     if not s or not t:
-      raise DataError(f'{src_where if not s else tgt_where}:{number}: empty sentence; fix or delete '
-                      'that line in both files')
+      raise DataError(
+        f'{src_where if not s else tgt_where}:{number}: empty sentence; fix or delete that line in both files'
+      )
     src.append(s)
     tgt.append(t)
   if not src:
@@ -209,13 +226,23 @@ def translation_dir(data_dir: str | None) -> str:
     return data_dir
   root = os.environ.get('HYPER_DATA_DIR')
   if not root:
-    raise DataError('no data folder: set data.data_dir to the folder holding fra-eng.zip, multi30k/ and '
-                    'newstest2014/, or set $HYPER_DATA_DIR')
+    raise DataError(
+      'no data folder: set data.data_dir to the folder holding fra-eng.zip, multi30k/ and '
+      'newstest2014/, or set $HYPER_DATA_DIR'
+    )
   return os.path.join(root, 'translation')
 
 
-def load_corpus(name: str, data_dir: str | None = None, *, src_lang: str = 'en', tgt_lang: str = 'fr',
-                valid_size: int = 3000, test_size: int = 3000, seed: int = 0) -> ParallelCorpus:
+def load_corpus(
+  name: str,
+  data_dir: str | None = None,
+  *,
+  src_lang: str = 'en',
+  tgt_lang: str = 'fr',
+  valid_size: int = 3000,
+  test_size: int = 3000,
+  seed: int = 0,
+) -> ParallelCorpus:
   """ParallelCorpus with 'train', 'valid', 'test' ('test' only for newstest2014)."""
   check_pair(src_lang, tgt_lang)
   folder = translation_dir(data_dir)
@@ -244,12 +271,19 @@ class Subwords:
 
   def __init__(self, model_proto: bytes):
     import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+
     self.proto = model_proto
     self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
     if (self.sp.pad_id(), self.sp.bos_id(), self.sp.eos_id(), self.sp.unk_id()) != (
-        PAD_ID, BOS_ID, EOS_ID, UNK_ID):
-      raise DataError('the SentencePiece model has other special ids than pad 0, bos 1, eos 2, unk 3; '
-                      'train it with train_subwords')
+      PAD_ID,
+      BOS_ID,
+      EOS_ID,
+      UNK_ID,
+    ):
+      raise DataError(
+        'the SentencePiece model has other special ids than pad 0, bos 1, eos 2, unk 3; '
+        'train it with train_subwords'
+      )
 
   @property
   def vocab_size(self) -> int:
@@ -264,7 +298,7 @@ class Subwords:
     for row in ids:
       row = [int(i) for i in row]
       if EOS_ID in row:
-        row = row[:row.index(EOS_ID)]
+        row = row[: row.index(EOS_ID)]
       out.append(self.sp.decode([i for i in row if i not in (PAD_ID, BOS_ID)]))
     return out
 
@@ -277,28 +311,49 @@ class Subwords:
   @classmethod
   def load(cls, path: str) -> Subwords:
     if not os.path.exists(path):
-      raise DataError(f'{path} not found: the SentencePiece model is written by training; '
-                      'point --workdir at the training run')
+      raise DataError(
+        f'{path} not found: the SentencePiece model is written by training; '
+        'point --workdir at the training run'
+      )
     with open(path, 'rb') as f:
       return cls(f.read())
 
 
-def train_subwords(texts: Iterable[str], vocab_size: int, *, model_type: str = 'unigram',
-                   character_coverage: float = 1.0, max_sentences: int = 1_000_000) -> Subwords:
+def train_subwords(
+  texts: Iterable[str],
+  vocab_size: int,
+  *,
+  model_type: str = 'unigram',
+  character_coverage: float = 1.0,
+  max_sentences: int = 1_000_000,
+) -> Subwords:
   """A SentencePiece model trained on `texts` (both sides of the training split: one joint vocabulary, as
   GNMT's shared wordpieces), held in memory; `Subwords.save` writes it beside the run."""
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+
   texts = [t for t in texts if t]
   if not texts:
     raise DataError('no text to train the SentencePiece model on; the training split is empty')
   model = io.BytesIO()
   try:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-        character_coverage=character_coverage, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-        unk_id=UNK_ID, input_sentence_size=max_sentences, shuffle_input_sentence=False, num_threads=1,
-        minloglevel=2)
+      sentence_iterator=iter(texts),
+      model_writer=model,
+      vocab_size=vocab_size,
+      model_type=model_type,
+      character_coverage=character_coverage,
+      pad_id=PAD_ID,
+      bos_id=BOS_ID,
+      eos_id=EOS_ID,
+      unk_id=UNK_ID,
+      input_sentence_size=max_sentences,
+      shuffle_input_sentence=False,
+      num_threads=1,
+      minloglevel=2,
+    )
   except RuntimeError as e:
-    raise DataError(f'SentencePiece training failed: {str(e).splitlines()[-1] if str(e) else e}; '
-                    'lower data.vocab_size for a small corpus') from e
+    raise DataError(
+      f'SentencePiece training failed: {str(e).splitlines()[-1] if str(e) else e}; '
+      'lower data.vocab_size for a small corpus'
+    ) from e
   return Subwords(model.getvalue())

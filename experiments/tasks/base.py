@@ -12,7 +12,8 @@ required ones.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -42,8 +43,15 @@ class Task(Protocol):
   def train_batch(self, step: int) -> Batch:
     """This process's rows of the global training batch at `step` (stateless by step)."""
 
-  def loss_fn(self, params: PyTree, model_state: PyTree, carry: PyTree, batch: dict[str, jax.Array],
-              rng: jax.Array, step: jax.Array) -> tuple[jax.Array, tuple[PyTree, PyTree, dict]]:
+  def loss_fn(
+    self,
+    params: PyTree,
+    model_state: PyTree,
+    carry: PyTree,
+    batch: dict[str, jax.Array],
+    rng: jax.Array,
+    step: jax.Array,
+  ) -> tuple[jax.Array, tuple[PyTree, PyTree, dict]]:
     """Scalar training loss and (new_model_state, new_carry, metrics: name -> scalar mean)."""
 
   def eval_splits(self) -> tuple[str, ...]:
@@ -58,15 +66,17 @@ class Task(Protocol):
   def num_eval_batches(self, split: str) -> int:
     """How many batches `eval_batches(split)` yields (for the progress bar)."""
 
-  def eval_step(self, params: PyTree, model_state: PyTree, carry: PyTree,
-                batch: dict[str, jax.Array]) -> tuple[PyTree, dict[str, jax.Array]]:
+  def eval_step(
+    self, params: PyTree, model_state: PyTree, carry: PyTree, batch: dict[str, jax.Array]
+  ) -> tuple[PyTree, dict[str, jax.Array]]:
     """(new_carry, sums): additive statistics of one eval batch (e.g. summed nll and count)."""
 
   def eval_metrics(self, sums: dict[str, float]) -> dict[str, float]:
     """Final metrics of a split from its summed statistics."""
 
-  def evaluate(self, params: PyTree, model_state: PyTree, split: str,
-               default_eval: Callable[[str], dict[str, float]]) -> dict[str, float]:
+  def evaluate(
+    self, params: PyTree, model_state: PyTree, split: str, default_eval: Callable[[str], dict[str, float]]
+  ) -> dict[str, float]:
     """Metrics of `split`; `default_eval(split)` runs the trainer's additive loop over eval_step."""
 
   def sample(self, params: PyTree, model_state: PyTree, rng: jax.Array, workdir: Any) -> str | None:
@@ -107,13 +117,17 @@ def make_task(config, process_index: int = 0, process_count: int = 1, *, load_da
   """The Task for config.task: `experiments.tasks.<config.task>.make_task(...)`."""
   import importlib  # pylint: disable=g-import-not-at-top
   import pkgutil  # pylint: disable=g-import-not-at-top
+
   from experiments import tasks as package  # pylint: disable=g-import-not-at-top
+
   name = config.task
   known = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name != 'base')
   if not isinstance(name, str) or name not in known:
     raise ValueError(f'unknown task {name!r} (config.task); tasks in experiments/tasks/: {", ".join(known)}')
   module = importlib.import_module(f'experiments.tasks.{name}')
   if not hasattr(module, 'make_task'):
-    raise ValueError(f'experiments/tasks/{name}.py has no make_task(config, process_index, process_count, '
-                     f'*, load_data) function')
+    raise ValueError(
+      f'experiments/tasks/{name}.py has no make_task(config, process_index, process_count, '
+      f'*, load_data) function'
+    )
   return module.make_task(config, process_index, process_count, load_data=load_data)

@@ -9,7 +9,8 @@ Loss: softmax cross entropy in nats; bits per character bpc = nats / ln 2.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,18 +35,22 @@ def _data_dir(config: ml_collections.ConfigDict) -> str | None:
 def load_corpus(config: ml_collections.ConfigDict):
   """CharCorpus(splits={'train','valid','test'}: int32 ids, vocab) for config.data.name."""
   from experiments.data import text  # pylint: disable=g-import-not-at-top
-  return text.load_char_corpus(config.data.name, manual_dir=config.data.manual_dir or None,
-                               data_dir=_data_dir(config))
+
+  return text.load_char_corpus(
+    config.data.name, manual_dir=config.data.manual_dir or None, data_dir=_data_dir(config)
+  )
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int):
   """hyper.char_lm.CharLM from config.model (experiments/models.py: cell options and CharLM's, no list)."""
   from experiments import models  # pylint: disable=g-import-not-at-top
+
   return models.make_char_lm(config.model, vocab_size)
 
 
-def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
-              load_data: bool = True) -> 'CharLMTask':
+def make_task(
+  config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *, load_data: bool = True
+) -> CharLMTask:
   return CharLMTask(config, process_index, process_count, load_data=load_data)
 
 
@@ -54,6 +59,7 @@ def _vocab_size_without_data(config: ml_collections.ConfigDict) -> int | None:
     return VOCAB_SIZES[config.data.name]
   if config.data.name == 'synthetic':
     from experiments.data import synthetic  # pylint: disable=g-import-not-at-top
+
     return len(synthetic.ALPHABET)
   return None  # A prepared corpus file: its vocabulary is only known by reading it.
 
@@ -64,8 +70,15 @@ class CharLMTask(base.TaskBase):
   metric_higher_is_better = False
   unit = 'chars'
 
-  def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1,
-               corpus: Any = None, *, load_data: bool = True):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    process_index: int = 0,
+    process_count: int = 1,
+    corpus: Any = None,
+    *,
+    load_data: bool = True,
+  ):
     self.config = config
     self.process_index, self.process_count = process_index, process_count
     self.main_metric = config.eval.get('metric', 'bpc') or 'bpc'
@@ -79,8 +92,9 @@ class CharLMTask(base.TaskBase):
     self.corpus = corpus if corpus is not None else load_corpus(config)
     self.vocab = list(self.corpus.vocab)
     self.model = build_model(config, len(self.vocab))
-    self.streams = streams.TrainStreams(self.corpus.splits['train'], config.train.batch_size,
-                                        self.seq_len, process_index, process_count)
+    self.streams = streams.TrainStreams(
+      self.corpus.splits['train'], config.train.batch_size, self.seq_len, process_index, process_count
+    )
     self.steps_per_epoch = self.streams.steps_per_epoch
     self.units_per_step = config.train.batch_size * self.seq_len
 
@@ -102,10 +116,12 @@ class CharLMTask(base.TaskBase):
     fresh = self.init_carry(batch['inputs'].shape[0])
     wrapped = step % self.steps_per_epoch == 0
     carry = jax.tree.map(lambda c, z: jnp.where(wrapped, z.astype(c.dtype), c), carry, fresh)
-    logits, new_carry = self.model.apply({'params': params}, batch['inputs'], carry,
-                                         deterministic=False, rngs={'dropout': rng})
+    logits, new_carry = self.model.apply(
+      {'params': params}, batch['inputs'], carry, deterministic=False, rngs={'dropout': rng}
+    )
     loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), batch['targets']).mean()
+      logits.astype(jnp.float32), batch['targets']
+    ).mean()
     new_carry = jax.lax.stop_gradient(new_carry)
     return loss, (model_state, new_carry, {'loss': loss, 'bpc': loss / LN2})
 
@@ -122,12 +138,18 @@ class CharLMTask(base.TaskBase):
     return n if cap is None or cap < 0 else min(n, cap)
 
   def num_eval_batches(self, split: str) -> int:
-    return self._cap(streams.num_eval_batches(len(self.corpus.splits[split]), self.eval_batch_size(),
-                                              self.seq_len))
+    return self._cap(
+      streams.num_eval_batches(len(self.corpus.splits[split]), self.eval_batch_size(), self.seq_len)
+    )
 
   def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
-    batches = streams.eval_batches(self.corpus.splits[split], self.eval_batch_size(), self.seq_len,
-                                   process_index=self.process_index, process_count=self.process_count)
+    batches = streams.eval_batches(
+      self.corpus.splits[split],
+      self.eval_batch_size(),
+      self.seq_len,
+      process_index=self.process_index,
+      process_count=self.process_count,
+    )
     for i, batch in enumerate(batches):
       if i >= self.num_eval_batches(split):
         return
@@ -149,11 +171,13 @@ class CharLMTask(base.TaskBase):
     """config.sample.length characters after config.sample.prime (experiments/sampling.py)."""
     del model_state, workdir
     from experiments import sampling  # pylint: disable=g-import-not-at-top
+
     c = self.config.sample
     # PRNGKey(seed) holds the seed in its last word: the trainer's key of config.seed gives that seed.
     seed = int(np.asarray(jax.random.key_data(rng)).ravel()[-1]) if rng is not None else self.config.seed
-    return sampling.sample_text(self.model, params, self.vocab, length=c.length, temperature=c.temperature,
-                                prime=c.prime, seed=seed)
+    return sampling.sample_text(
+      self.model, params, self.vocab, length=c.length, temperature=c.temperature, prime=c.prime, seed=seed
+    )
 
   def write_artifacts(self, params, model_state, workdir) -> dict[str, Any]:
     """sample.txt (config.sample.length > 0) and weight_change.png (config.plots.weight_change)."""
@@ -164,8 +188,9 @@ class CharLMTask(base.TaskBase):
       written['sample'] = path
     if self.config.get('plots', {}).get('weight_change', True):
       from experiments import plots  # pylint: disable=g-import-not-at-top
-      ids = np.asarray(self.corpus.splits['valid'][:self.config.plots.length], np.int32)
+
+      ids = np.asarray(self.corpus.splits['valid'][: self.config.plots.length], np.int32)
       figure = workdir / 'weight_change.png'
       for path in plots.plot_weight_change(self.model, params, ids, self.vocab, figure):
-        written['weight_change' + path[path.rfind('.'):]] = path  # weight_change.png, weight_change.svg
+        written['weight_change' + path[path.rfind('.') :]] = path  # weight_change.png, weight_change.svg
     return written

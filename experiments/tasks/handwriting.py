@@ -39,10 +39,12 @@ def make_cell(cell_config: ml_collections.ConfigDict):
   """
   try:
     from experiments import models  # pylint: disable=g-import-not-at-top
+
     return models.make_cell(cell_config)
   except ImportError:
     pass
   from hyper import cells  # pylint: disable=g-import-not-at-top
+
   kwargs = cell_config.to_dict() if hasattr(cell_config, 'to_dict') else dict(cell_config)
   name = kwargs.pop('name')
   if name == 'lstm':
@@ -58,19 +60,32 @@ def make_cell(cell_config: ml_collections.ConfigDict):
 
 def build_model(config: ml_collections.ConfigDict):
   from hyper.handwriting import HandwritingModel  # pylint: disable=g-import-not-at-top
+
   m = config.model
-  return HandwritingModel(cell=make_cell(m.cell), num_layers=m.num_layers, num_mixtures=m.num_mixtures,
-                          min_log_sigma=m.min_log_sigma, max_rho=m.max_rho)
+  return HandwritingModel(
+    cell=make_cell(m.cell),
+    num_layers=m.num_layers,
+    num_mixtures=m.num_mixtures,
+    min_log_sigma=m.min_log_sigma,
+    max_rho=m.max_rho,
+  )
 
 
 def load_splits(config: ml_collections.ConfigDict) -> dict[str, strokes.Lines]:
   """{split: Lines} in data units, after the length filter (synthetic: generated in-process)."""
   d = config.data
   if d.name == 'synthetic':
-    return {s: strokes.synthetic_lines(n, config.seed * 3 + k)
-            for k, (s, n) in enumerate(zip(strokes.SPLITS, d.synthetic_lines))}
-  splits = strokes.load_strokes(d.name, manual_dir=d.manual_dir or None, data_dir=d.data_dir or None,
-                                split_lists=d.split_lists, min_length=d.min_length)
+    return {
+      s: strokes.synthetic_lines(n, config.seed * 3 + k)
+      for k, (s, n) in enumerate(zip(strokes.SPLITS, d.synthetic_lines))
+    }
+  splits = strokes.load_strokes(
+    d.name,
+    manual_dir=d.manual_dir or None,
+    data_dir=d.data_dir or None,
+    split_lists=d.split_lists,
+    min_length=d.min_length,
+  )
   return {s: strokes.filter_lengths(v, d.min_length, d.max_length) for s, v in splits.items()}
 
 
@@ -81,8 +96,15 @@ class HandwritingTask(TaskBase):
   metric_higher_is_better = False
   unit = 'points'
 
-  def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1,
-               *, load_data: bool = True, splits: dict[str, strokes.Lines] | None = None):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    process_index: int = 0,
+    process_count: int = 1,
+    *,
+    load_data: bool = True,
+    splits: dict[str, strokes.Lines] | None = None,
+  ):
     self.config = config
     self.process_index, self.process_count = process_index, process_count
     self.model = build_model(config)
@@ -99,8 +121,15 @@ class HandwritingTask(TaskBase):
       self.splits = splits
       self.normalizer = strokes.Normalizer.fit(splits['train'])
       self.train_streams = strokes.PackedStreams(
-          splits['train'], self.normalizer, config.train.batch_size, self.window, shuffle=True,
-          seed=config.seed, process_index=process_index, process_count=process_count)
+        splits['train'],
+        self.normalizer,
+        config.train.batch_size,
+        self.window,
+        shuffle=True,
+        seed=config.seed,
+        process_index=process_index,
+        process_count=process_count,
+      )
       self.steps_per_epoch = self.train_streams.steps_per_epoch
 
   # ---- training ----------------------------------------------------------------------------------
@@ -120,11 +149,19 @@ class HandwritingTask(TaskBase):
   def loss_fn(self, params, model_state, carry, batch, rng, step):
     inputs, targets = batch['inputs'], batch['targets']
     if self.config.data.augment_scale > 0:
-      augment = functools.partial(strokes.scale_augment, seed=self.config.seed,
-                                  max_change=self.config.data.augment_scale)
+      augment = functools.partial(
+        strokes.scale_augment, seed=self.config.seed, max_change=self.config.data.augment_scale
+      )
       inputs, targets = augment(inputs, batch['line']), augment(targets, batch['line'])
-    outputs, new_carry = self.model.apply({'params': params}, inputs, carry, reset=batch['reset'],
-                                          mask=batch['mask'], deterministic=False, rngs={'dropout': rng})
+    outputs, new_carry = self.model.apply(
+      {'params': params},
+      inputs,
+      carry,
+      reset=batch['reset'],
+      mask=batch['mask'],
+      deterministic=False,
+      rngs={'dropout': rng},
+    )
     nll = self.model.nll(outputs, targets, batch['mask'])
     points = jnp.maximum(batch['mask'].sum(), 1.0)
     loss = nll.sum() / points
@@ -142,11 +179,18 @@ class HandwritingTask(TaskBase):
     if split in self._eval_cache:
       return self._eval_cache[split]
     if split not in self.splits:
-      raise ValueError(f'split {split!r} is not in data set {self.config.data.name!r} '
-                       f'(it has {", ".join(self.splits)})')
+      raise ValueError(
+        f'split {split!r} is not in data set {self.config.data.name!r} (it has {", ".join(self.splits)})'
+      )
     self._eval_cache[split] = strokes.PackedStreams(
-        self.splits[split], self.normalizer, self.eval_batch_size(), self.config.eval.window or self.window,
-        shuffle=False, process_index=self.process_index, process_count=self.process_count)
+      self.splits[split],
+      self.normalizer,
+      self.eval_batch_size(),
+      self.config.eval.window or self.window,
+      shuffle=False,
+      process_index=self.process_index,
+      process_count=self.process_count,
+    )
     return self._eval_cache[split]
 
   def num_eval_batches(self, split: str) -> int:
@@ -156,8 +200,9 @@ class HandwritingTask(TaskBase):
     yield from self._eval_streams(split)
 
   def eval_step(self, params, model_state, carry, batch):
-    outputs, new_carry = self.model.apply({'params': params}, batch['inputs'], carry, reset=batch['reset'],
-                                          mask=batch['mask'], deterministic=True)
+    outputs, new_carry = self.model.apply(
+      {'params': params}, batch['inputs'], carry, reset=batch['reset'], mask=batch['mask'], deterministic=True
+    )
     nll = self.model.nll(outputs, batch['targets'], batch['mask'])
     mask = batch['mask'].astype(jnp.float32)
     lines = jnp.sum(jnp.asarray(batch['reset'], jnp.float32) * mask)
@@ -166,8 +211,13 @@ class HandwritingTask(TaskBase):
   def eval_metrics(self, sums):
     nll, points, lines = float(sums['nll']), max(float(sums['points']), 1.0), max(float(sums['lines']), 1.0)
     per_point = nll / points
-    return {'loss': per_point, 'nats_per_point': per_point, 'nats_per_line': nll / lines,
-            'nats_per_300_points': 300.0 * per_point, 'lines': lines}
+    return {
+      'loss': per_point,
+      'nats_per_point': per_point,
+      'nats_per_line': nll / lines,
+      'nats_per_300_points': 300.0 * per_point,
+      'lines': lines,
+    }
 
   # ---- sampling and figures ----------------------------------------------------------------------
 
@@ -175,14 +225,16 @@ class HandwritingTask(TaskBase):
     std = np.asarray(model_state['data_std'], np.float64) if model_state else np.asarray(self.normalizer.std)
     return float(std[0]), float(std[1])
 
-  def generate(self, params, model_state, seed: int = 0, prime_line: int = 0,
-               prime_length: int | None = None) -> dict[str, Any]:
+  def generate(
+    self, params, model_state, seed: int = 0, prime_line: int = 0, prime_length: int | None = None
+  ) -> dict[str, Any]:
     """A sampled line in data units: {'points': [N, 3], 'weight_change': [N, G] (first layer), 'prime'}.
 
     With prime_length > 0 (default config.sample.prime_length) the model first reads that many points of
     validation line `prime_line` and continues it.
     """
     from hyper.handwriting import sample  # pylint: disable=g-import-not-at-top
+
     s = self.config.sample
     std = self.data_std(model_state)
     normalizer = strokes.Normalizer(std)
@@ -191,13 +243,24 @@ class HandwritingTask(TaskBase):
     if prime_length > 0 and 'valid' in self.splits:
       line = self.splits['valid'].line(prime_line % len(self.splits['valid']))[:prime_length]
       prime = jnp.asarray(normalizer.normalize(line), jnp.float32)
-    out = sample(self.model, params, jax.random.PRNGKey(seed), s.length, temperature=float(s.temperature),
-                 bias=float(s.bias), prime=prime, batch_size=1)
+    out = sample(
+      self.model,
+      params,
+      jax.random.PRNGKey(seed),
+      s.length,
+      temperature=float(s.temperature),
+      bias=float(s.bias),
+      prime=prime,
+      batch_size=1,
+    )
     points = normalizer.denormalize(np.asarray(out['points'][0], np.float64))
     points[:, 2] = np.round(points[:, 2])
     change = np.asarray(out['weight_change']['layer_0'][0])
-    return {'points': points, 'weight_change': change,
-            'prime': None if prime is None else normalizer.denormalize(np.asarray(prime, np.float64))}
+    return {
+      'points': points,
+      'weight_change': change,
+      'prime': None if prime is None else normalizer.denormalize(np.asarray(prime, np.float64)),
+    }
 
   def write_artifacts(self, params, model_state, workdir) -> dict[str, str]:
     """sample.svg / sample.png, and the Figure 7 picture and the animation when plots.weight_change.
@@ -207,16 +270,19 @@ class HandwritingTask(TaskBase):
 
   def _write_figures(self, params, model_state, workdir) -> list[str]:
     from experiments import handwriting_figures as figures  # pylint: disable=g-import-not-at-top
+
     if self.config.sample.length <= 0:
       return []
     written = []
     result = self.generate(params, model_state, seed=self.config.seed)
     written += figures.write_sample(result['points'], os.path.join(workdir, 'sample'))
     if self.config.plots.weight_change:
-      written += figures.write_figure7(result['points'], result['weight_change'],
-                                       os.path.join(workdir, 'figure7.png'))
-      written += figures.write_animation(result['points'], result['weight_change'],
-                                         os.path.join(workdir, 'figure7.gif'))
+      written += figures.write_figure7(
+        result['points'], result['weight_change'], os.path.join(workdir, 'figure7.png')
+      )
+      written += figures.write_animation(
+        result['points'], result['weight_change'], os.path.join(workdir, 'figure7.gif')
+      )
     return written
 
   def sample(self, params, model_state, rng, workdir) -> str:
@@ -225,8 +291,9 @@ class HandwritingTask(TaskBase):
     return 'wrote ' + ', '.join(self._write_figures(params, model_state, workdir))
 
 
-def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
-              load_data: bool = True) -> HandwritingTask:
+def make_task(
+  config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *, load_data: bool = True
+) -> HandwritingTask:
   """The task the trainer loads by name (`config.task = 'handwriting'`)."""
   return HandwritingTask(config, process_index, process_count, load_data=load_data)
 
@@ -240,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
   from configs import handwriting as configs  # pylint: disable=g-import-not-at-top
   from experiments import trainer  # pylint: disable=g-import-not-at-top
+
   parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
   parser.add_argument('--variant', default='tiny')
   parser.add_argument('--steps', type=int, default=30)
@@ -257,10 +325,14 @@ def main(argv: list[str] | None = None) -> int:
   for step in range(args.steps):
     state, metrics = runner.train_step(state, trainer.global_batch(task.train_batch(step), runner.mesh))
     if (step + 1) % max(1, args.steps // 10) == 0:
-      print(f'step {step + 1}: loss {float(metrics["loss"]):.4f} nats/point  '
-            f'{(step + 1) * task.units_per_step / (time.time() - start):,.0f} points/s', flush=True)
-  for path in task.write_artifacts(jax.device_get(state['params']), jax.device_get(state['model_state']),
-                                   args.workdir):
+      print(
+        f'step {step + 1}: loss {float(metrics["loss"]):.4f} nats/point  '
+        f'{(step + 1) * task.units_per_step / (time.time() - start):,.0f} points/s',
+        flush=True,
+      )
+  for path in task.write_artifacts(
+    jax.device_get(state['params']), jax.device_get(state['model_state']), args.workdir
+  ):
     print(f'wrote {path}')
   return 0
 

@@ -7,7 +7,8 @@ state. `data.synthetic=True` replaces the data set by a small learnable one gene
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +26,11 @@ def synthetic_splits(name: str, train_size: int, seed: int = 0) -> dict[str, tup
   rng = np.random.default_rng(seed)
   templates = rng.uniform(0, 255, (10, *shape))
   splits = {}
-  for split, n in (('train', train_size), ('valid', max(train_size // 4, 10)),
-                   ('test', max(train_size // 4, 10))):
+  for split, n in (
+    ('train', train_size),
+    ('valid', max(train_size // 4, 10)),
+    ('test', max(train_size // 4, 10)),
+  ):
     labels = rng.integers(0, 10, n).astype(np.int32)
     noisy = 0.6 * templates[labels] + 0.4 * rng.uniform(0, 255, (n, *shape))
     splits[split] = (noisy.clip(0, 255).astype(np.uint8), labels)
@@ -36,6 +40,7 @@ def synthetic_splits(name: str, train_size: int, seed: int = 0) -> dict[str, tup
 def build_model(config: ml_collections.ConfigDict):
   """The flax module of config.model (hyper.convnets; the static hypernetworks of sec. 3.1)."""
   from hyper import convnets  # pylint: disable=g-import-not-at-top
+
   m = config.model
   if m.name == 'mnist_conv':
     if m.hyper and hasattr(convnets, 'HyperMNISTConvNet'):
@@ -43,14 +48,16 @@ def build_model(config: ml_collections.ConfigDict):
     return convnets.MNISTConvNet(hyper=m.hyper)
   if m.name == 'wrn':
     if m.hyper:
-      return convnets.HyperWideResNet(depth=m.depth, width=m.width, num_classes=m.num_classes,
-                                      embedding_size=m.embedding_size)
+      return convnets.HyperWideResNet(
+        depth=m.depth, width=m.width, num_classes=m.num_classes, embedding_size=m.embedding_size
+      )
     return convnets.WideResNet(depth=m.depth, width=m.width, num_classes=m.num_classes)
   raise ValueError(f'unknown image model {m.name!r}; use mnist_conv or wrn')
 
 
-def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
-              load_data: bool = True) -> 'ImageTask':
+def make_task(
+  config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *, load_data: bool = True
+) -> ImageTask:
   return ImageTask(config, process_index, process_count, load_data=load_data)
 
 
@@ -60,8 +67,14 @@ class ImageTask(base.TaskBase):
   metric_higher_is_better = False
   unit = 'images'
 
-  def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
-               load_data: bool = True):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    process_index: int = 0,
+    process_count: int = 1,
+    *,
+    load_data: bool = True,
+  ):
     self.config = config
     self.kind = config.data.name
     self.main_metric = config.eval.get('metric', 'error_rate') or 'error_rate'
@@ -75,15 +88,20 @@ class ImageTask(base.TaskBase):
       self.splits = synthetic_splits(self.kind, config.data.synthetic_size, seed=config.seed)
       self.data_source = f'{self.kind} (synthetic)'
     else:
-      data = image_data.load_image_splits(self.kind, manual_dir=config.data.manual_dir or None,
-                                          data_dir=config.data.data_dir or None)
+      data = image_data.load_image_splits(
+        self.kind, manual_dir=config.data.manual_dir or None, data_dir=config.data.data_dir or None
+      )
       self.splits = dict(data.splits)
       # 'official' or 'jpeg-copy' (CIFAR-10's lossy stand-in): recorded in run_info.json and printed.
       self.data_source = f'{self.kind} ({data.source})'
     self.model = build_model(config)
-    self.batches = image_data.ImageBatches(*self.splits['train'], config.train.batch_size,
-                                           seed=config.seed, process_index=process_index,
-                                           process_count=process_count)
+    self.batches = image_data.ImageBatches(
+      *self.splits['train'],
+      config.train.batch_size,
+      seed=config.seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
     self.steps_per_epoch = self.batches.steps_per_epoch
     self.units_per_step = config.train.batch_size
     self.image_shape = self.splits['train'][0].shape[1:]
@@ -110,8 +128,9 @@ class ImageTask(base.TaskBase):
     x = self._inputs(batch['image'], augment_rng)
     variables = {'params': params, **model_state}
     if model_state:
-      logits, updates = self.model.apply(variables, x, train=True, mutable=list(model_state),
-                                         rngs={'dropout': dropout_rng})
+      logits, updates = self.model.apply(
+        variables, x, train=True, mutable=list(model_state), rngs={'dropout': dropout_rng}
+      )
       model_state = dict(updates)
     else:
       logits = self.model.apply(variables, x, train=True, rngs={'dropout': dropout_rng})
@@ -132,8 +151,9 @@ class ImageTask(base.TaskBase):
     return n if cap < 0 else min(n, cap)
 
   def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
-    batches = image_data.eval_batches(*self.splits[split], self.eval_batch_size(),
-                                      self.process_index, self.process_count)
+    batches = image_data.eval_batches(
+      *self.splits[split], self.eval_batch_size(), self.process_index, self.process_count
+    )
     for i, batch in enumerate(batches):
       if i >= self.num_eval_batches(split):
         return
@@ -156,6 +176,7 @@ class ImageTask(base.TaskBase):
     hypernetwork model), one tile per (input, output) channel pair (the paper's Figure 2 style)."""
     del model_state
     from experiments import kernel_figures  # pylint: disable=g-import-not-at-top
+
     main_params = kernel_figures.main_network_params(self.config, params)
     kernels = kernel_figures.conv_kernels(main_params, 16, 16)
     if not kernels:

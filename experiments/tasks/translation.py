@@ -38,6 +38,7 @@ from experiments.data.errors import DataError
 try:  # pylint: disable=g-import-not-at-top
   from experiments.tasks.base import TaskBase
 except ImportError:  # TODO(translation): drop once the harness branch (TaskBase) is merged.
+
   class TaskBase:  # type: ignore[no-redef]
     main_metric = 'loss'
     metric_higher_is_better = False
@@ -56,17 +57,23 @@ def make_cell(cell_config: ml_collections.ConfigDict):
   """The unbound cell module of config.model.cell (`name` plus the cell's options)."""
   try:  # Helper "stack"'s one mapping from names to cells.
     from experiments.models import make_cell as shared  # pylint: disable=g-import-not-at-top
+
     return shared(cell_config)
   except ImportError:  # TODO(translation): local stand-in until experiments/models.py is merged.
     from hyper import cells  # pylint: disable=g-import-not-at-top
+
     options = dict(cell_config)
     name = options.pop('name', None)
-    classes = {'lstm': (cells.LSTMCell, {}), 'ln_lstm': (cells.LayerNormLSTMCell, {}),
-               'hyperlstm': (cells.HyperLSTMCell, {'layer_norm': False}),
-               'ln_hyperlstm': (cells.HyperLSTMCell, {'layer_norm': True})}
+    classes = {
+      'lstm': (cells.LSTMCell, {}),
+      'ln_lstm': (cells.LayerNormLSTMCell, {}),
+      'hyperlstm': (cells.HyperLSTMCell, {'layer_norm': False}),
+      'ln_hyperlstm': (cells.HyperLSTMCell, {'layer_norm': True}),
+    }
     if name not in classes:
-      raise ValueError(f'unknown cell name {name!r} (config.model.cell.name); choose one of: '
-                       f'{", ".join(classes)}')
+      raise ValueError(
+        f'unknown cell name {name!r} (config.model.cell.name); choose one of: {", ".join(classes)}'
+      ) from None
     cls, fixed = classes[name]
     fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name')}
     return cls(**{k: v for k, v in options.items() if k in fields}, **fixed)
@@ -74,30 +81,38 @@ def make_cell(cell_config: ml_collections.ConfigDict):
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int):
   from hyper import seq2seq  # pylint: disable=g-import-not-at-top
+
   m = config.model
   return seq2seq.Seq2Seq(
-      cell=make_cell(m.cell), src_vocab_size=vocab_size, tgt_vocab_size=vocab_size,
-      embed_size=m.embed_size, encoder_layers=m.encoder_layers, decoder_layers=m.decoder_layers,
-      residual_start=m.residual_start, attention=m.attention, attention_units=m.attention_units or None,
-      dropout=m.dropout, share_embeddings=m.share_embeddings,
-      dtype=jnp.dtype(m.dtype) if m.dtype else None)
+    cell=make_cell(m.cell),
+    src_vocab_size=vocab_size,
+    tgt_vocab_size=vocab_size,
+    embed_size=m.embed_size,
+    encoder_layers=m.encoder_layers,
+    decoder_layers=m.decoder_layers,
+    residual_start=m.residual_start,
+    attention=m.attention,
+    attention_units=m.attention_units or None,
+    dropout=m.dropout,
+    share_embeddings=m.share_embeddings,
+    dtype=jnp.dtype(m.dtype) if m.dtype else None,
+  )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Data.
 
-COPY_WORDS = ('red', 'blue', 'green', 'cat', 'dog', 'sun', 'moon', 'tree', 'house', 'river', 'stone',
-              'bird')
+COPY_WORDS = ('red', 'blue', 'green', 'cat', 'dog', 'sun', 'moon', 'tree', 'house', 'river', 'stone', 'bird')
 
 
-def copy_corpus(sizes: dict[str, int], seed: int, min_words: int = 2,
-                max_words: int = 6) -> data_lib.ParallelCorpus:
+def copy_corpus(
+  sizes: dict[str, int], seed: int, min_words: int = 2, max_words: int = 6
+) -> data_lib.ParallelCorpus:
   """A generated copy task: each sentence (random words from COPY_WORDS) is its own translation."""
   rng = np.random.default_rng(seed)
   splits = {}
   for split, n in sizes.items():
-    sents = [' '.join(rng.choice(COPY_WORDS, rng.integers(min_words, max_words + 1)))
-             for _ in range(n)]
+    sents = [' '.join(rng.choice(COPY_WORDS, rng.integers(min_words, max_words + 1))) for _ in range(n)]
     splits[split] = (sents, list(sents))
   return data_lib.ParallelCorpus('copy', 'en', 'en', splits)
 
@@ -105,15 +120,25 @@ def copy_corpus(sizes: dict[str, int], seed: int, min_words: int = 2,
 def load_corpus(config: ml_collections.ConfigDict) -> data_lib.ParallelCorpus:
   d = config.data
   if d.name == 'copy':
-    return copy_corpus({'train': d.copy_train_size, 'valid': d.copy_eval_size, 'test': d.copy_eval_size},
-                       d.split_seed)
+    return copy_corpus(
+      {'train': d.copy_train_size, 'valid': d.copy_eval_size, 'test': d.copy_eval_size}, d.split_seed
+    )
   if d.name.startswith('tfds:'):
-    return _tfds_corpus(d.name[len('tfds:'):], d)
-  corpus = data_lib.load_corpus(d.name, d.data_dir or None, src_lang=d.src_lang, tgt_lang=d.tgt_lang,
-                                valid_size=d.valid_size, test_size=d.test_size, seed=d.split_seed)
+    return _tfds_corpus(d.name[len('tfds:') :], d)
+  corpus = data_lib.load_corpus(
+    d.name,
+    d.data_dir or None,
+    src_lang=d.src_lang,
+    tgt_lang=d.tgt_lang,
+    valid_size=d.valid_size,
+    test_size=d.test_size,
+    seed=d.split_seed,
+  )
   if 'train' not in corpus.splits:
-    raise DataError(f'{d.name} has no training split (test only); train on tatoeba or multi30k and '
-                    f'evaluate on it with --config.eval.extra_test={d.name}')
+    raise DataError(
+      f'{d.name} has no training split (test only); train on tatoeba or multi30k and '
+      f'evaluate on it with --config.eval.extra_test={d.name}'
+    )
   return corpus
 
 
@@ -129,8 +154,10 @@ def _tfds_corpus(name: str, d: ml_collections.ConfigDict) -> data_lib.ParallelCo
     try:
       source = tfds.data_source(name, split=theirs, data_dir=d.data_dir or None)
     except Exception as e:  # pylint: disable=broad-except
-      raise DataError(f'TFDS {name} split {theirs} is not prepared ({type(e).__name__}); run '
-                      f'`tfds build {name}` on a machine that can download WMT\'14') from e
+      raise DataError(
+        f'TFDS {name} split {theirs} is not prepared ({type(e).__name__}); run '
+        f"`tfds build {name}` on a machine that can download WMT'14"
+      ) from e
     rows = [source[i] for i in range(len(source))]
     dec = lambda v: v.decode('utf-8') if isinstance(v, bytes) else str(v)
     splits[ours] = ([dec(r[d.src_lang]) for r in rows], [dec(r[d.tgt_lang]) for r in rows])
@@ -157,8 +184,10 @@ def subwords_for(config: ml_collections.ConfigDict, corpus: data_lib.ParallelCor
         os.makedirs(cache, exist_ok=True)
         sub.save(path)
   if sub.vocab_size != d.vocab_size:
-    raise DataError(f'the SentencePiece model has {sub.vocab_size} pieces but data.vocab_size is '
-                    f'{d.vocab_size}; set --config.data.vocab_size={sub.vocab_size}')
+    raise DataError(
+      f'the SentencePiece model has {sub.vocab_size} pieces but data.vocab_size is '
+      f'{d.vocab_size}; set --config.data.vocab_size={sub.vocab_size}'
+    )
   return sub
 
 
@@ -172,19 +201,25 @@ def bucket_of(length: int, buckets: Sequence[int]) -> int:
 def pad_rows(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
   out = np.zeros((len(rows), width), np.int32)
   for i, r in enumerate(rows):
-    out[i, :len(r)] = r
+    out[i, : len(r)] = r
   return out
 
 
-def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]],
-               width: int) -> dict[str, np.ndarray]:
+def make_batch(
+  src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], width: int
+) -> dict[str, np.ndarray]:
   """Source ids, source lengths, decoder inputs (BOS y) and targets (y EOS), padded to `width`."""
   src_len = np.array([len(s) for s in src], np.int32)
   tgt_out = [list(t) + [data_lib.EOS_ID] for t in tgt]
   tgt_in = [[data_lib.BOS_ID] + list(t) for t in tgt]
   out = pad_rows(tgt_out, width)
-  return {'src': pad_rows(src, width), 'src_len': np.maximum(src_len, 1), 'tgt_in': pad_rows(tgt_in, width),
-          'tgt_out': out, 'tgt_mask': (out != data_lib.PAD_ID).astype(np.float32)}
+  return {
+    'src': pad_rows(src, width),
+    'src_len': np.maximum(src_len, 1),
+    'tgt_in': pad_rows(tgt_in, width),
+    'tgt_out': out,
+    'tgt_mask': (out != data_lib.PAD_ID).astype(np.float32),
+  }
 
 
 class BucketedBatches:
@@ -195,8 +230,9 @@ class BucketedBatches:
   multiple of `row_multiple`, at least `row_multiple`). Process p of P gets rows [p n/P, (p+1) n/P).
   """
 
-  def __init__(self, src, tgt, buckets, tokens_per_batch, seed, row_multiple=8, process_index=0,
-               process_count=1):
+  def __init__(
+    self, src, tgt, buckets, tokens_per_batch, seed, row_multiple=8, process_index=0, process_count=1
+  ):
     self.src, self.tgt, self.buckets, self.seed = src, tgt, tuple(buckets), seed
     self.process_index, self.process_count = process_index, process_count
     multiple = row_multiple * process_count
@@ -209,8 +245,10 @@ class BucketedBatches:
     self.batches_per_bucket = {b: len(m) // self.rows[b] for b, m in self.members.items()}
     self.steps_per_epoch = sum(self.batches_per_bucket.values())
     if self.steps_per_epoch == 0:
-      raise DataError(f'no full training batch: {len(src)} pairs for buckets {self.buckets} and '
-                      f'{tokens_per_batch} tokens per batch; lower train.tokens_per_batch')
+      raise DataError(
+        f'no full training batch: {len(src)} pairs for buckets {self.buckets} and '
+        f'{tokens_per_batch} tokens per batch; lower train.tokens_per_batch'
+      )
     self._epoch, self._plan = None, None
 
   def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
@@ -220,7 +258,7 @@ class BucketedBatches:
       for b in self.buckets:
         idx = rng.permutation(self.members[b])
         n = self.rows[b]
-        plan += [(b, idx[i * n:(i + 1) * n]) for i in range(self.batches_per_bucket[b])]
+        plan += [(b, idx[i * n : (i + 1) * n]) for i in range(self.batches_per_bucket[b])]
       order = rng.permutation(len(plan))
       self._epoch, self._plan = epoch, [plan[i] for i in order]
     return self._plan
@@ -228,7 +266,7 @@ class BucketedBatches:
   def batch(self, step: int) -> dict[str, np.ndarray]:
     bucket, idx = self._epoch_plan(step // self.steps_per_epoch)[step % self.steps_per_epoch]
     per = len(idx) // self.process_count
-    idx = idx[self.process_index * per:(self.process_index + 1) * per]
+    idx = idx[self.process_index * per : (self.process_index + 1) * per]
     return make_batch([self.src[i] for i in idx], [self.tgt[i] for i in idx], bucket)
 
 
@@ -243,9 +281,16 @@ class TranslationTask(TaskBase):
   metric_higher_is_better = True
   unit = 'tokens'
 
-  def __init__(self, config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1,
-               *, load_data: bool = True, corpus: data_lib.ParallelCorpus | None = None,
-               subwords: data_lib.Subwords | None = None):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    process_index: int = 0,
+    process_count: int = 1,
+    *,
+    load_data: bool = True,
+    corpus: data_lib.ParallelCorpus | None = None,
+    subwords: data_lib.Subwords | None = None,
+  ):
     self.config = config
     self.process_index, self.process_count = process_index, process_count
     self.vocab_size = config.data.vocab_size
@@ -265,17 +310,21 @@ class TranslationTask(TaskBase):
     # of that name holding that set's test sentences (same language pair, same subwords).
     self.texts = dict(self.corpus.splits)
     for name in [n for n in config.eval.extra_test.split(',') if n]:
-      extra = data_lib.load_corpus(name, config.data.data_dir or None, src_lang=self.corpus.src_lang,
-                                   tgt_lang=self.corpus.tgt_lang)
+      extra = data_lib.load_corpus(
+        name, config.data.data_dir or None, src_lang=self.corpus.src_lang, tgt_lang=self.corpus.tgt_lang
+      )
       self.texts[name] = extra.splits['test']
-    self.ids = {split: tuple(self.subwords.encode(side) for side in pair)
-                for split, pair in self.texts.items()}
+    self.ids = {
+      split: tuple(self.subwords.encode(side) for side in pair) for split, pair in self.texts.items()
+    }
     src, tgt = self.ids['train']
-    self.batches = BucketedBatches(src, tgt, self.buckets, tokens, config.seed,
-                                   config.train.row_multiple, process_index, process_count)
+    self.batches = BucketedBatches(
+      src, tgt, self.buckets, tokens, config.seed, config.train.row_multiple, process_index, process_count
+    )
     self.steps_per_epoch = self.batches.steps_per_epoch
     self.data_source = f'{self.corpus.name} {self.corpus.src_lang}->{self.corpus.tgt_lang} ' + ' / '.join(
-        f'{k} {v}' for k, v in self.corpus.sizes().items())
+      f'{k} {v}' for k, v in self.corpus.sizes().items()
+    )
 
   # ---- training ----------------------------------------------------------------------------------
 
@@ -293,8 +342,14 @@ class TranslationTask(TaskBase):
 
   def loss_fn(self, params, model_state, carry, batch, rng, step):
     del step
-    logits = self.model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'],
-                              deterministic=False, rngs={'dropout': rng})
+    logits = self.model.apply(
+      {'params': params},
+      batch['src'],
+      batch['src_len'],
+      batch['tgt_in'],
+      deterministic=False,
+      rngs={'dropout': rng},
+    )
     mask = batch['tgt_mask']
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch['tgt_out'])
     smoothing = self.config.train.label_smoothing
@@ -323,7 +378,7 @@ class TranslationTask(TaskBase):
     src, tgt = self.ids[split]
     order = np.argsort([max(len(s), len(t) + 1) for s, t in zip(src, tgt)], kind='stable')
     n = self.eval_batch_size()
-    plan = [order[i:i + n] for i in range(0, len(order), n)]
+    plan = [order[i : i + n] for i in range(0, len(order), n)]
     cap = self.config.eval.max_batches
     return plan if cap is None or cap < 0 else plan[:cap]
 
@@ -340,14 +395,14 @@ class TranslationTask(TaskBase):
     width = self._width(max(max(len(s), len(t) + 1) for s, t in zip(rows_src, rows_tgt)))
     n = self.eval_batch_size()
     batch = make_batch(rows_src + [[]] * (n - len(idx)), rows_tgt + [[]] * (n - len(idx)), width)
-    batch['tgt_mask'][len(idx):] = 0.0  # filler rows
+    batch['tgt_mask'][len(idx) :] = 0.0  # filler rows
     return batch
 
   def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
     per = self.eval_batch_size() // self.process_count
     for idx in self._eval_plan(split):
       batch = self._padded_batch(split, idx)
-      yield {k: v[self.process_index * per:(self.process_index + 1) * per] for k, v in batch.items()}
+      yield {k: v[self.process_index * per : (self.process_index + 1) * per] for k, v in batch.items()}
 
   def eval_step(self, params, model_state, carry, batch):
     logits = self.model.apply({'params': params}, batch['src'], batch['src_len'], batch['tgt_in'])
@@ -367,8 +422,11 @@ class TranslationTask(TaskBase):
     metrics.update(bleu=scores['bleu'], chrf=scores['chrf'])
     self.last_signatures = {'bleu': scores['bleu_signature'], 'chrf': scores['chrf_signature']}
     if self.process_index == 0:
-      print(f'{split}: BLEU {scores["bleu"]:.2f} ({scores["bleu_signature"]}), chrF {scores["chrf"]:.2f} '
-            f'({scores["chrf_signature"]}) on {len(hyps)} sentences', file=sys.stderr)
+      print(
+        f'{split}: BLEU {scores["bleu"]:.2f} ({scores["bleu_signature"]}), chrF {scores["chrf"]:.2f} '
+        f'({scores["chrf_signature"]}) on {len(hyps)} sentences',
+        file=sys.stderr,
+      )
     return metrics
 
   # ---- decoding ----------------------------------------------------------------------------------
@@ -377,16 +435,20 @@ class TranslationTask(TaskBase):
     """A jitted decode of a [eval batch, width] source batch -> tokens [batch, max_len] (best beam)."""
     if width not in self._decoders:
       from hyper import seq2seq  # pylint: disable=g-import-not-at-top
+
       dc = self.config.decode
       max_len = int(width * dc.max_len_ratio) + dc.max_len_offset
       kw = dict(max_len=max_len, bos_id=data_lib.BOS_ID, eos_id=data_lib.EOS_ID, pad_id=data_lib.PAD_ID)
       if dc.beam_size <= 1:
         fn = lambda p, s, n: seq2seq.greedy_decode(self.model, {'params': p}, s, n, **kw)
       else:
+
         def fn(p, s, n):
-          tokens, _ = seq2seq.beam_search_decode(self.model, {'params': p}, s, n, beam_size=dc.beam_size,
-                                                 alpha=dc.alpha, beta=dc.beta, **kw)
+          tokens, _ = seq2seq.beam_search_decode(
+            self.model, {'params': p}, s, n, beam_size=dc.beam_size, alpha=dc.alpha, beta=dc.beta, **kw
+          )
           return tokens[:, 0]
+
       self._decoders[width] = jax.jit(fn)
     return self._decoders[width]
 
@@ -396,8 +458,8 @@ class TranslationTask(TaskBase):
     n = self.eval_batch_size()
     out: list[list[int]] = [[] for _ in src_ids]
     for i in range(0, len(order), n):
-      idx = order[i:i + n]
-      rows = [list(src_ids[j])[:self.buckets[-1] * 4] or [data_lib.UNK_ID] for j in idx]
+      idx = order[i : i + n]
+      rows = [list(src_ids[j])[: self.buckets[-1] * 4] or [data_lib.UNK_ID] for j in idx]
       width = self._width(max(len(r) for r in rows))
       rows += [[data_lib.UNK_ID]] * (n - len(rows))
       src = pad_rows(rows, width)
@@ -428,28 +490,44 @@ class TranslationTask(TaskBase):
     src_ids = self.subwords.encode([sentence])[0] or [data_lib.UNK_ID]
     out = self.translate_ids(params, [src_ids])[0]
     if data_lib.EOS_ID in out:
-      out = out[:out.index(data_lib.EOS_ID)]
+      out = out[: out.index(data_lib.EOS_ID)]
     tgt_out = list(out) + [data_lib.EOS_ID]
     src = jnp.asarray([src_ids], jnp.int32)
     tgt_in = jnp.asarray([[data_lib.BOS_ID] + list(out)], jnp.int32)
-    _, attention, diag = self.model.apply({'params': params}, src, jnp.array([len(src_ids)]), tgt_in,
-                                          return_attention=True, return_diagnostics=True)
+    _, attention, diag = self.model.apply(
+      {'params': params},
+      src,
+      jnp.array([len(src_ids)]),
+      tgt_in,
+      return_attention=True,
+      return_diagnostics=True,
+    )
     pieces = lambda ids: [self.subwords.sp.id_to_piece(int(i)) for i in ids]
-    return {'source': pieces(src_ids), 'target': pieces(tgt_out), 'attention': np.asarray(attention[0]),
-            'weight_change': {k: np.asarray(v['weight_change'][0]) for k, v in diag.items()
-                              if 'weight_change' in v}}
+    return {
+      'source': pieces(src_ids),
+      'target': pieces(tgt_out),
+      'attention': np.asarray(attention[0]),
+      'weight_change': {
+        k: np.asarray(v['weight_change'][0]) for k, v in diag.items() if 'weight_change' in v
+      },
+    }
 
   def translation_figure(self, params, sentence: str, path: str) -> str:
     """The attention matrix of `sentence`'s translation beside the decoder's weight change per step and
     gate (as the paper's Figure 4 does for characters), as a PNG."""
     import matplotlib  # pylint: disable=g-import-not-at-top
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
     a = self.analyse(params, sentence)
     layers = sorted(a['weight_change'])
-    fig, axes = plt.subplots(1, 1 + len(layers), figsize=(4 + 0.35 * len(a['source']) + 1.6 * len(layers),
-                                                           1.5 + 0.3 * len(a['target'])),
-                             gridspec_kw={'width_ratios': [max(len(a['source']), 1)] + [2] * len(layers)})
+    fig, axes = plt.subplots(
+      1,
+      1 + len(layers),
+      figsize=(4 + 0.35 * len(a['source']) + 1.6 * len(layers), 1.5 + 0.3 * len(a['target'])),
+      gridspec_kw={'width_ratios': [max(len(a['source']), 1)] + [2] * len(layers)},
+    )
     axes = np.atleast_1d(axes)
     axes[0].imshow(a['attention'], cmap='Greys', vmin=0, vmax=1, aspect='auto')
     axes[0].set_xticks(range(len(a['source'])), a['source'], rotation=90)
@@ -497,11 +575,13 @@ class TranslationTask(TaskBase):
         f.write(text + '\n')
       written['translations'] = tpath
       written['translation_figure'] = self.translation_figure(
-          params, self.texts[split][0][0], os.path.join(str(workdir), 'translation_figure.png'))
+        params, self.texts[split][0][0], os.path.join(str(workdir), 'translation_figure.png')
+      )
     return written
 
 
-def make_task(config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *,
-              load_data: bool = True) -> TranslationTask:
+def make_task(
+  config: ml_collections.ConfigDict, process_index: int = 0, process_count: int = 1, *, load_data: bool = True
+) -> TranslationTask:
   """The translation Task (experiments/tasks/base.py protocol)."""
   return TranslationTask(config, process_index, process_count, load_data=load_data)
