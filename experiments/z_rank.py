@@ -8,7 +8,8 @@ Per layer and per gate g, the HyperLSTM (eq. 5-8, A.2.2) maps the hyper state ĥ
 and likewise z_x, d_x (`z_x_kernel`, `scale_x`) and the generated bias (`z_b_kernel`, `bias_projection`,
 named `bias_z` in older checkpoints; its W_ĥb is random at init in every variant, so it is the control).
 For each of these matrices, and for the composite W_ĥh W_hz ([hyper, units], the map from ĥ to d_h
-whose rank is what reaches the main LSTM), this module reports its singular values, the entropy effective rank of Roy & Vetterli (2007),
+whose rank is what reaches the main LSTM), this module reports its singular values, the entropy
+effective rank of Roy & Vetterli (2007),
 exp(-Σ p_i log p_i) with p_i = s_i / Σ s_j, and the number of singular values above 1% of the largest.
 With the reference init (A.2.3) the N_z columns of W_ĥh, W_ĥx and the N_z rows of W_hz, W_xz stay equal
 (`hyper/cells.py` z_initializers), so every one of these ranks is 1 whatever N_z is; `symmetry_gap` is the
