@@ -29,7 +29,7 @@ if ROOT not in sys.path:  # Config files import configs.common and experiments.v
 
 from experiments import validate  # noqa: E402  (after the sys.path line above)
 
-MODES = ('train', 'eval', 'sample', 'summary')
+MODES = ('train', 'eval', 'sample', 'summary', 'translate')
 HELP_FLAGS = ('--help', '-help', '-h', '--helpshort', '--helpfull', '--helpxml', '-?')
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,7 +43,12 @@ _WORKDIR = flags.DEFINE_string(
   'workdir', None, 'Run directory, local or e.g. gs://bucket/run (default runs/<family>_<variant>).'
 )
 _MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
-_CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Checkpoint for eval/sample.')
+_CHECKPOINT = flags.DEFINE_enum(
+  'checkpoint', 'best', ['best', 'latest'], 'Checkpoint for eval/sample/translate.'
+)
+_INPUT = flags.DEFINE_string(
+  'input', '-', "--mode=translate: a file of sentences, one per line ('-': stdin)."
+)
 _ALLOW_CHANGE = flags.DEFINE_bool(
   'allow_config_change',
   False,
@@ -152,7 +157,7 @@ def check_workdir(workdir: str, mode: str) -> None:
   """A train run needs a directory it can write; eval/sample need an existing run directory."""
   if _is_local(workdir) and os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UsageError(f'--workdir={workdir} is a file, not a directory; choose a directory path')
-  if mode in ('eval', 'sample') and not epath.Path(workdir).exists():
+  if mode in ('eval', 'sample', 'translate') and not epath.Path(workdir).exists():
     raise UsageError(f'--workdir={workdir} does not exist; --mode={mode} needs the directory of a run')
   if mode != 'train' or not _is_local(workdir):
     return
@@ -223,7 +228,7 @@ def resolve_config(mode: str, workdir: str | None) -> tuple[config_dict.ConfigDi
   elif stored is not None:
     config = stored
     _check_config(config, mode)
-  elif mode in ('eval', 'sample'):
+  elif mode in ('eval', 'sample', 'translate'):
     raise UsageError(
       f'--workdir={workdir} holds no config.json; --mode={mode} needs the directory of a run '
       f'(or give its --config=configs/<family>.py:<variant>)'
@@ -302,14 +307,21 @@ def _run(trainer, mode: str, config, workdir: str, record: dict, run_length: dic
     trainer.train_and_evaluate(config, workdir)
   elif mode == 'eval':
     trainer.evaluate(config, workdir, _CHECKPOINT.value)
+  elif mode == 'translate':  # Families that list 'translate' in their MODES have task.translate.
+    runner, state = trainer.restore_params(config, workdir, _CHECKPOINT.value)
+    source = sys.stdin if _INPUT.value == '-' else epath.Path(_INPUT.value).open()
+    for line in runner.task.translate(state['params'], [line.rstrip('\n') for line in source]):
+      print(line, flush=True)
   else:
     trainer.sample(config, workdir, _CHECKPOINT.value)
 
 
 def main(argv: list[str]) -> None:
   sys.unraisablehook = _log_unraisable
-  if not flags.FLAGS['verbosity'].present:  # Orbax logs every save and restore at INFO (-v=0 shows them).
-    logging.set_verbosity(logging.WARNING)
+  if not flags.FLAGS[
+    'verbosity'
+  ].present:  # Orbax logs each save and restore (INFO) and read-only opens (WARNING).
+    logging.set_verbosity(logging.ERROR)
   if len(argv) > 1:
     _fail(
       f'unexpected arguments {" ".join(argv[1:])!r}; flags are --name=value '
