@@ -262,7 +262,7 @@ def test_help_lists_the_flags():
 @pytest.mark.parametrize(
   'args, needles',
   [
-    (['--config.task=nope'], ['config.task', 'char_lm, image']),
+    (['--config.task=nope'], ['config.task', 'char_lm, handwriting, image, translation']),
     (['--config.model.cell.name=gru'], ['config.model.cell.name', "'ln_hyperlstm'"]),
     (['--config.data.name=wiki'], ['config.data.name', "'ptb_char'"]),
     (['--config.train.schedule=cosine'], ['config.train.schedule', "'constant', 'step'"]),

@@ -171,7 +171,9 @@ def test_sigint_from_outside_saves_and_exits_130(tmp_path):
 def test_second_writer_is_refused_and_changes_nothing(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  (workdir / 'config.json').write_text('{}')
+  from experiments import validate
+
+  validate.write_config(str(workdir), T.get_config(overrides=OVERRIDES))  # The run the holder trains.
   # A live holder on this host: this test process.
   (workdir / 'lock').write_text(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'time': 0}))
   before = T.tree_snapshot(str(workdir))

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import linen as nn
 
 from configs import translation as translation_config
 from experiments.data import translation as data_lib
@@ -108,7 +109,7 @@ def test_summary_mode_needs_no_data_and_paper_rows():
   config = translation_config.get_config('gnmt_ln_hyperlstm')
   task = translation.make_task(config, load_data=False)
   assert task.corpus is None and task.metric_higher_is_better and task.main_metric == 'bleu'
-  shapes = jax.eval_shape(task.init_variables, jax.random.key(0))[0]
+  shapes = nn.meta.unbox(jax.eval_shape(task.init_variables, jax.random.key(0))[0])
   enc, dec = shapes['encoder'], shapes['decoder']
   assert sorted(enc) == ['bwd_0', 'fwd_0'] + [f'layer_{i}' for i in range(1, 8)]
   assert sorted(k for k in dec if k.startswith('layer_')) == [f'layer_{i}' for i in range(8)]

@@ -89,5 +89,5 @@ def test_a_full_tiny_run_with_a_gs_workdir(fake_bucket, tmp_path):
   assert [r['step'] for r in records if 'valid/bpc' in r] == [6, 12]
   # Read back through the same gs:// path: the config and the best parameters.
   config, params = trainer.load(workdir)
-  assert config.model.cell == 'lstm'
+  assert config.model.cell.name == 'lstm'
   T.assert_trees_equal(jax.device_get(params), jax.device_get(out['state']['params']))
