@@ -26,14 +26,34 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_char_lm(tree_dir: str):
-  """`hyper.char_lm.CharLM` imported from `tree_dir` (any previously imported `hyper` is dropped)."""
+  """`hyper.char_lm.CharLM` imported from `tree_dir` (any previously imported `hyper` is dropped).
+
+  Trees before the cells-as-values redesign take `CharLM(cell='<name>', features=...)`; later ones a cell
+  module: the returned function builds the model either way."""
   for name in [m for m in sys.modules if m == 'hyper' or m.startswith('hyper.')]:
     del sys.modules[name]
   sys.path.insert(0, tree_dir)
   try:
+    import hyper.cells
     import hyper.char_lm
 
-    return hyper.char_lm.CharLM
+    char_lm, cells = hyper.char_lm.CharLM, hyper.cells
+    if 'features' in char_lm.__dataclass_fields__:  # The old API: the cell by name.
+      return char_lm
+
+    def new_api(vocab_size, cell, features, hyper_features, embedding_size):
+      kinds = {
+        'lstm': (cells.LSTMCell, {}),
+        'ln_lstm': (cells.LayerNormLSTMCell, {}),
+        'hyperlstm': (cells.HyperLSTMCell, {'layer_norm': False}),
+        'ln_hyperlstm': (cells.HyperLSTMCell, {'layer_norm': True}),
+      }
+      cls, extra = kinds[cell]
+      if cls is cells.HyperLSTMCell:
+        extra = dict(extra, hyper_features=hyper_features, embedding_size=embedding_size)
+      return char_lm(vocab_size=vocab_size, cell=cls(features, **extra))
+
+    return new_api
   finally:
     sys.path.pop(0)
 
