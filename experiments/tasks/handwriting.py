@@ -22,40 +22,12 @@ import ml_collections
 import numpy as np
 
 from experiments.data import strokes
+from experiments.models import make_cell
 
 try:  # the optional-method defaults of the task protocol, where the harness has added them
   from experiments.tasks.base import TaskBase
 except ImportError:  # pragma: no cover - older trees
   TaskBase = object
-
-CELL_NAMES = ('lstm', 'ln_lstm', 'hyperlstm', 'ln_hyperlstm', 'hyperrnn')
-
-
-def make_cell(cell_config: ml_collections.ConfigDict):
-  """An unbound cell module from `config.model.cell` ({'name': ..., **cell kwargs}).
-
-  Uses `experiments.models.make_cell` where it exists; the local mapping below stands in for it until
-  then (TODO(handwriting): drop it once experiments/models.py has landed).
-  """
-  try:
-    from experiments import models  # pylint: disable=g-import-not-at-top
-
-    return models.make_cell(cell_config)
-  except ImportError:
-    pass
-  from hyper import cells  # pylint: disable=g-import-not-at-top
-
-  kwargs = cell_config.to_dict() if hasattr(cell_config, 'to_dict') else dict(cell_config)
-  name = kwargs.pop('name')
-  if name == 'lstm':
-    return cells.LSTMCell(**kwargs)
-  if name == 'ln_lstm':
-    return cells.LayerNormLSTMCell(**kwargs)
-  if name in ('hyperlstm', 'ln_hyperlstm'):
-    return cells.HyperLSTMCell(layer_norm=name == 'ln_hyperlstm', **kwargs)
-  if name == 'hyperrnn':
-    return cells.HyperRNNCell(**kwargs)
-  raise ValueError(f'unknown cell {name!r}; use one of {", ".join(CELL_NAMES)}')
 
 
 def build_model(config: ml_collections.ConfigDict):

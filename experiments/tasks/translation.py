@@ -34,6 +34,7 @@ import optax
 from experiments import bleu as bleu_lib
 from experiments.data import translation as data_lib
 from experiments.data.errors import DataError
+from experiments.models import make_cell
 
 try:  # pylint: disable=g-import-not-at-top
   from experiments.tasks.base import TaskBase
@@ -51,32 +52,6 @@ except ImportError:  # TODO(translation): drop once the harness branch (TaskBase
 
 # ---------------------------------------------------------------------------------------------------
 # Config -> model.
-
-
-def make_cell(cell_config: ml_collections.ConfigDict):
-  """The unbound cell module of config.model.cell (`name` plus the cell's options)."""
-  try:  # Helper "stack"'s one mapping from names to cells.
-    from experiments.models import make_cell as shared  # pylint: disable=g-import-not-at-top
-
-    return shared(cell_config)
-  except ImportError:  # TODO(translation): local stand-in until experiments/models.py is merged.
-    from hyper import cells  # pylint: disable=g-import-not-at-top
-
-    options = dict(cell_config)
-    name = options.pop('name', None)
-    classes = {
-      'lstm': (cells.LSTMCell, {}),
-      'ln_lstm': (cells.LayerNormLSTMCell, {}),
-      'hyperlstm': (cells.HyperLSTMCell, {'layer_norm': False}),
-      'ln_hyperlstm': (cells.HyperLSTMCell, {'layer_norm': True}),
-    }
-    if name not in classes:
-      raise ValueError(
-        f'unknown cell name {name!r} (config.model.cell.name); choose one of: {", ".join(classes)}'
-      ) from None
-    cls, fixed = classes[name]
-    fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name')}
-    return cls(**{k: v for k, v in options.items() if k in fields}, **fixed)
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int):
