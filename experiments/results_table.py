@@ -1,7 +1,7 @@
 """Collects finished runs into the README's result tables (mean ± spread over seeds).
 
     python -m experiments.results_table runs/ptb/*  [--metric bpc] [--paper lstm=1.312,...] [--json out]
-        [--group workdir] [--z-rank]
+        [--group workdir] [--z-rank] [--extra test/chrf,newstest2014/bleu] [--digits 2]
 
 Each argument is a workdir written by `launch.py`. Runs are grouped by config variant; for each group the
 table gives the data source (e.g. CIFAR-10's 'jpeg-copy'), the parameter count, the number of seeds,
@@ -13,6 +13,10 @@ over seeds (population std; a single seed shows no spread), then every seed's va
 (for runs that differ only by command-line overrides). `--z-rank` adds the HyperLSTM's z effective rank
 (experiments/z_rank.py: entropy effective rank of the composite maps ĥ -> d_h and ĥ -> d_x, mean over
 layers, gates and seeds), read from each run's best checkpoint.
+`--extra split/metric,...` adds a mean ± spread column for each other final record of the best checkpoint
+(handwriting: `valid/nats_per_point,test/nats_per_point` beside `--metric nats_per_line`; translation:
+`test/chrf,newstest2014/bleu,multi30k/bleu` beside `--metric bleu`, the extra test sets evaluated through
+`eval.extra_test` and `eval.splits`); `--digits` sets the decimals of the metric columns.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import re
 import statistics
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -40,7 +45,11 @@ def read_run(workdir: str, metric: str) -> dict[str, Any]:
     raise ValueError(f'{workdir}: not a finished run ({e}); train it with launch.py first') from e
   final = {}
   last_train = None
+  records_final: dict[str, float] = {}  # 'split/metric' -> value, every final record of the best step.
   for r in records:
+    for key, value in r.items():
+      if key.startswith('final_'):
+        records_final[key[len('final_') :]] = value
     for split in ('valid', 'test'):
       if f'final_{split}/{metric}' in r:
         final[split] = r[f'final_{split}/{metric}']
@@ -60,6 +69,7 @@ def read_run(workdir: str, metric: str) -> dict[str, Any]:
     'valid': final.get('valid', float('nan')),
     'test': final['test'],
     'best_step': final['best_step'],
+    'final': records_final,
     'workdir': workdir,
   }
 
@@ -69,6 +79,14 @@ def _mean_std(values: list[float], scale: float, digits: int) -> str:
   if len(values) == 1:
     return f'{mean:.{digits}f}'
   return f'{mean:.{digits}f} ± {statistics.pstdev(values) * scale:.{digits}f}'
+
+
+def _extra_column(group: list[dict[str, Any]], name: str, digits: int) -> str:
+  values = [r['final'][name] for r in group if name in r.get('final', {})]
+  if not values:
+    return ''
+  shown = _mean_std(values, 1.0, digits)
+  return shown if len(values) == len(group) else f'{shown} ({len(values)} of {len(group)} seeds)'
 
 
 def group_name(run: dict[str, Any], group_by: str = 'variant') -> str:
@@ -86,8 +104,13 @@ def table(
   paper: dict[str, str] | None = None,
   percent: bool = False,
   group_by: str = 'variant',
+  extra: Sequence[str] = (),
+  digits: int | None = None,
 ) -> str:
   """Markdown table, one row per variant (or workdir group) in order of first appearance.
+
+  extra: 'split/metric' names of further final records, one mean ± spread column each after the test
+  column (a run without the record counts as missing: the column shows the seeds that have it, or '').
 
   Runs with a 'z_rank' entry ({'h': rank, 'x': rank}) add a last column 'z rank h / x' (mean over seeds).
   """
@@ -95,7 +118,8 @@ def table(
   for run in runs:
     groups.setdefault(group_name(run, group_by), []).append(run)
   with_z = any('z_rank' in run for run in runs)
-  scale, digits, unit = (100.0, 2, f'{metric} (%)') if percent else (1.0, 3, metric)
+  scale, default_digits, unit = (100.0, 2, f'{metric} (%)') if percent else (1.0, 3, metric)
+  digits = default_digits if digits is None else digits
   head = [
     'variant' if group_by == 'variant' else 'row',
     'data',
@@ -105,6 +129,7 @@ def table(
     'wall (min)',
     f'valid {unit}',
     f'test {unit}',
+    *(name.replace('/', ' ') for name in extra),
     'test per seed',
   ]
   if paper:
@@ -125,6 +150,7 @@ def table(
       _mean_std([r['wall_s'] / 60 for r in group], 1.0, 1),
       _mean_std([r['valid'] for r in group], scale, digits),
       _mean_std([r['test'] for r in group], scale, digits),
+      *(_extra_column(group, name, digits) for name in extra),
       ', '.join(f'{r["test"] * scale:.{digits}f}' for r in group),
     ]
     if paper:
@@ -141,7 +167,17 @@ def table(
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdirs', nargs='+')
-  parser.add_argument('--metric', default='bpc', help="metric name: 'bpc' (char LM) or 'error_rate'")
+  parser.add_argument(
+    '--metric',
+    default='bpc',
+    help="metric name: 'bpc' (char LM), 'error_rate', 'nats_per_line' (handwriting), 'bleu' (translation)",
+  )
+  parser.add_argument(
+    '--extra',
+    default='',
+    help="more columns, 'split/metric,...' of the final records, e.g. test/chrf,newstest2014/bleu",
+  )
+  parser.add_argument('--digits', type=int, default=None, help='decimals of the metric columns')
   parser.add_argument('--percent', action='store_true', help='show the metric x100 (error rates)')
   parser.add_argument('--paper', default='', help='variant=value,... shown in a "paper test" column')
   parser.add_argument('--json', default=None, help='also write every run summary to this JSON file')
@@ -180,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         continue
       run['z_rank'] = {s: mean[s]['composite_rank'] for s in ('h', 'x')}
   paper = dict(item.split('=', 1) for item in args.paper.split(',') if item) or None
-  print(table(runs, args.metric, paper, args.percent, args.group))
+  extra = [name for name in args.extra.split(',') if name]
+  bad = [name for name in extra if name.count('/') != 1]
+  if bad:
+    print(f'error: --extra takes split/metric names, got {", ".join(bad)}; e.g. test/chrf', file=sys.stderr)
+    return 2
+  print(table(runs, args.metric, paper, args.percent, args.group, extra, args.digits))
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(runs, f, indent=2)
