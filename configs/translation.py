@@ -103,7 +103,7 @@ def translation(
 
   config.eval.every_steps = eval_every_steps
   config.eval.batch_size = 64  # Sentences per eval / decoding batch.
-  config.eval.max_batches = -1  # Cap on eval batches per split (-1: the whole split).
+  config.eval.max_batches = -1  # Cap on valid batches (-1: all); test splits are always read whole.
   config.eval.metric = 'bleu'  # Higher is better.
   config.eval.extra_test = ''  # Extra test sets as eval splits, e.g. 'newstest2014,multi30k' (test only).
   config.eval.bleu_tokenize = '13a'  # sacrebleu tokenisation (13a: its default, WMT's mteval-v13a).
@@ -167,8 +167,8 @@ def _row(cell: str, size: str, data: str, paper_test_bleu: str = ''):
     if paper_test_bleu:
       config.paper.test = f'{paper_test_bleu} BLEU'  # Table 6, WMT'14 En->Fr newstest2014.
     translation(config, cell=cell, data=data, buckets=BUCKETS[data], **SIZES[size])
-    # Valid BLEU during training on the first 1024 sentences (newstest2013 for the paper rows); test:
-    # all of it.
+    # Valid BLEU during training on 1024 sentences (the shortest; newstest2013 for the paper rows); test
+    # splits are read whole (experiments/tasks/translation.py _eval_plan).
     config.eval.max_batches = 16
 
   return apply

@@ -41,6 +41,16 @@ def additive_eval(task, params, split):
   return task.eval_metrics(sums)
 
 
+def test_max_batches_caps_the_validation_split_only():
+  """eval.max_batches shortens the validation pass of training; test BLEU is always the whole split's."""
+  task = translation.make_task(tiny_config(**{'eval.batch_size': 16, 'eval.max_batches': 2}))
+  assert task.num_eval_batches('valid') == 2  # 64 valid pairs, 16 per batch, capped at 2
+  assert task.num_eval_batches('test') == 4
+  tested = sorted(i for idx in task._eval_plan('test') for i in idx)
+  assert tested == list(range(64))  # every test pair, once
+  assert sum(len(b['src']) for b in task.eval_batches('valid')) == 32
+
+
 def test_batches_stateless_and_bucketed(tiny_task):
   again = translation.make_task(tiny_config())
   for step in (0, 7, tiny_task.steps_per_epoch + 3):

@@ -349,13 +349,17 @@ class TranslationTask(TaskBase):
     return self.config.eval.batch_size
 
   def _eval_plan(self, split: str) -> list[np.ndarray]:
-    """Sentence indices of `split` in eval batches: sorted by length (less padding), capped."""
+    """Sentence indices of `split` in eval batches, sorted by length (less padding).
+
+    `eval.max_batches` caps the validation split only (the pass repeated during training, which picks
+    the best checkpoint); test splits (test and eval.extra_test) are always read whole, so their BLEU is
+    the whole set's."""
     src, tgt = self.ids[split]
     order = np.argsort([max(len(s), len(t) + 1) for s, t in zip(src, tgt)], kind='stable')
     n = self.eval_batch_size()
     plan = [order[i : i + n] for i in range(0, len(order), n)]
     cap = self.config.eval.max_batches
-    return plan if cap is None or cap < 0 else plan[:cap]
+    return plan if cap is None or cap < 0 or split != 'valid' else plan[:cap]
 
   def num_eval_batches(self, split: str) -> int:
     return len(self._eval_plan(split))
@@ -449,7 +453,7 @@ class TranslationTask(TaskBase):
     return self.subwords.decode(self.translate_ids(params, self.subwords.encode(sentences)))
 
   def translate_split(self, params, split: str) -> tuple[list[str], list[str]]:
-    """(hypotheses, references) over the split's sentences in the eval plan (eval.max_batches caps it)."""
+    """(hypotheses, references) of the split in its eval plan (valid: capped by eval.max_batches)."""
     idx = np.concatenate(self._eval_plan(split)) if self._eval_plan(split) else np.zeros(0, int)
     idx = np.sort(idx)
     src_ids = [self.ids[split][0][i] for i in idx]
