@@ -93,7 +93,8 @@ def test_resume_after_a_kill_is_bitwise(family, tmp_path):
   assert step == 10
   T.assert_trees_equal(params, ref_params)  # Bitwise (np.testing.assert_array_equal on every leaf).
   if family == 'translation':  # The run's SentencePiece model, written beside both runs, is the same.
-    with open(os.path.join(reference, 'subwords.model'), 'rb') as a, open(
-      os.path.join(workdir, 'subwords.model'), 'rb'
-    ) as b:
+    with (
+      open(os.path.join(reference, 'subwords.model'), 'rb') as a,
+      open(os.path.join(workdir, 'subwords.model'), 'rb') as b,
+    ):
       assert a.read() == b.read()
