@@ -2,6 +2,7 @@
 # Re-runs the README's CPU result tables (2-core CPU, real data in $HYPER_DATA_DIR), one job at a time.
 #
 #   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "ptb 0" "ptb 1" "mnist 0 100" "cifar 0" throughput
+#   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "zinit 0" "handwriting 0"
 #   python -m experiments.results_table runs/ptb/*      # then the tables
 #
 # Each job writes runs/<family>/<variant>_s<seed> and a log in runs/logs/.
@@ -33,6 +34,26 @@ cifar() {  # seed: WRN 40-1 normal and hyper, a short budget of 200 steps (the J
     $PY launch.py --config=configs/cifar10.py:$c --workdir=runs/cifar/${c}_s$1 --config.seed=$1 \
       --config.train.num_epochs=-1 --config.train.num_steps=200 --config.eval.every_steps=200 \
       --config.checkpoint.every_steps=100 --config.log.every_steps=20 > runs/logs/cifar_${c}_s$1.log 2>&1
+  done
+}
+
+zinit() {  # seed [rows]: issue 15's 8 rows (N_z 4 / 16, reference / random_embedding z init), 1500 steps
+  local seed=$1; shift
+  local rows="cpu_hyperlstm256 cpu_hyperlstm256_nz16 cpu_hyperlstm256_randemb cpu_hyperlstm256_nz16_randemb"
+  rows="$rows ${rows//cpu_hyperlstm256/cpu_ln_hyperlstm256}"
+  for c in ${@:-$rows}; do
+    $PY launch.py --config=configs/ptb_char.py:$c --workdir=runs/z/${c}_s$seed --config.seed=$seed \
+      > runs/logs/z_${c}_s$seed.log 2>&1
+  done
+}
+
+handwriting() {  # seed [cells]: Table 5's cells at 256 units (hyper 64) on UNIPEN lines, 500 steps,
+                 # validation (every line, whole) every 250 steps, test of the best checkpoint
+  local seed=$1; shift
+  for c in ${@:-lstm ln_lstm hyperlstm ln_hyperlstm}; do
+    $PY launch.py --config=configs/handwriting.py:cpu_${c}256 --workdir=runs/handwriting/cpu_${c}256_s$seed \
+      --config.seed=$seed --config.train.num_steps=500 --config.eval.every_steps=250 \
+      --config.checkpoint.every_steps=250 > runs/logs/handwriting_${c}_s$seed.log 2>&1
   done
 }
 
