@@ -155,7 +155,8 @@ def workdir_ranks(workdir: str, checkpoint: str = 'best') -> dict[str, Any]:
     workdir=workdir,
     variant=config.get('variant', ''),
     seed=config.get('seed', 0),
-    z_init=config.model.get('z_init', 'reference'),
+    # model.cell.z_init since the cells became config values; model.z_init in runs from before.
+    z_init=config.model.get('cell', {}).get('z_init') or config.model.get('z_init', 'reference'),
   )
   return result
 
