@@ -21,7 +21,9 @@ Gate order is (i, j, f, o) as in the reference code (j is the candidate, passed 
 matrices are stored [fan_in, 4 * units] with gate g in columns g*units:(g+1)*units, so "the rows of W" in
 the paper's [out, in] convention are our columns. Big kernels carry Flax logical axis names ('embed' for a
 fan-in axis, 'gates' for a main-units output axis, 'hyper' for a hyper-units axis, 'nz' for N_z): `init`
-returns them as `nn.LogicallyPartitioned` boxes, which `apply` accepts boxed or `nn.meta.unbox`-ed.
+returns them as `nn.LogicallyPartitioned` boxes, which `apply` accepts boxed or `nn.meta.unbox`-ed. On a
+mesh with Explicit axes the token gather, the split into gates and the new carry take their shardings from
+`hyper.partitioning` (`take_rows`, `split_groups`, `like`); elsewhere those are the plain operations.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from hyper import cells_fast
+from hyper import cells_fast, partitioning
 
 Array = jax.Array
 Dtype = Any
@@ -135,8 +137,16 @@ def _dot(x: Array, kernel: Array, dtype: Dtype | None) -> Array:
 
 
 def _gates(x: Array, units: int) -> Array:
-  """[..., 4 * units] -> [..., 4, units] (gates i, j, f, o)."""
-  return x.reshape(x.shape[:-1] + (NUM_GATES, units))
+  """[..., 4 * units] -> [..., 4, units] (gates i, j, f, o); on an explicit mesh units keeps x's split."""
+  assert x.shape[-1] == NUM_GATES * units, (x.shape, units)
+  return partitioning.split_groups(x, NUM_GATES)
+
+
+def _keep_sharding(new_carry, carry):
+  """new_carry leaf by leaf in the sharding of carry on an explicit mesh (a scan's carry keeps one type:
+  gates split over 'model' would otherwise split c_t too); unchanged otherwise."""
+  leaves = [partitioning.like(n, o) for n, o in zip(jax.tree.leaves(new_carry), jax.tree.leaves(carry))]
+  return jax.tree.unflatten(jax.tree.structure(new_carry), leaves)
 
 
 def lstm_update(
@@ -163,7 +173,7 @@ def _scaled_weight_change(delta_scale: Array, kernel: Array, groups: int) -> Arr
   delta_scale [..., groups, units]: change δ of the row scalings d; kernel [fan_in, groups * units].
   Row j of diag(d) W_g is d_j W_g[j], so the change has squared norm sum_j δ_j^2 ||W_g[j]||^2.
   """
-  sq_norms = jnp.sum(jnp.square(_up(kernel)), axis=0).reshape(groups, -1)  # [groups, units]
+  sq_norms = partitioning.split_groups(jnp.sum(jnp.square(_up(kernel)), axis=0), groups)  # [groups, units]
   change = jnp.sqrt(jnp.einsum('...gh,gh->...g', jnp.square(delta_scale), sq_norms))
   return change / jnp.sqrt(jnp.sum(sq_norms, axis=-1))
 
@@ -198,7 +208,7 @@ class InputProjection(nn.Module):
     )
     if per_gate:
       return cells_fast.project_per_gate(x, kernel, self.dtype)
-    return _up(jnp.take(kernel, x, axis=0)) if integer else _dot(x, kernel, self.dtype)
+    return _up(partitioning.take_rows(kernel, x)) if integer else _dot(x, kernel, self.dtype)
 
 
 class _CellBase(nn.RNNCellBase):
@@ -330,6 +340,7 @@ class LSTMCell(_CellBase):
       new_carry, tanh_c = cells_fast.lstm_step(self, carry, projected, mask, LN_EPSILON)
     else:
       new_carry, tanh_c = self._equations(carry, projected, mask)
+    new_carry = _keep_sharding(new_carry, carry)
     new_h = new_carry[1]
     out = new_h if self.dtype is None else new_h.astype(self.dtype)
     diag = {}
@@ -549,6 +560,7 @@ class HyperLSTMCell(_CellBase):
       new_carry, tanh_c = cells_fast.hyperlstm_step(self, carry, projected, hyper_mask, mask, LN_EPSILON)
     else:
       new_carry, tanh_c = self._equations(carry, projected, hyper_mask, mask)
+    new_carry = _keep_sharding(new_carry, carry)
     new_h = new_carry[0][1]
     out = new_h if self.dtype is None else new_h.astype(self.dtype)
     diag = {}
@@ -680,7 +692,7 @@ class HyperRNNCell(_CellBase):
     """One step from `project_inputs(x_t)`: (new carry, h_t, diagnostics dict, empty unless asked)."""
     h, h_hat = carry
     W_x_x, W_xhat_x = projected
-    H, nz = self.features, self.embedding_size
+    nz = self.embedding_size
     new_h_hat = jnp.tanh(
       W_xhat_x
       + _dot(h, self.hyper_main_kernel, self.dtype)  # eq. 4
@@ -692,10 +704,12 @@ class HyperRNNCell(_CellBase):
     if self.weights == 'scaled':  # eq. 8
       a = (z_h @ _up(self.scale_h)) * W_h_h + (z_x @ _up(self.scale_x)) * W_x_x
     else:  # eq. 6: sum_n z_n W_hz[n] h, column block n of the kernel being W_hz[n]
-      a = jnp.einsum('...n,...nh->...h', z_h, W_h_h.reshape(W_h_h.shape[:-1] + (nz, H))) + jnp.einsum(
-        '...n,...nh->...h', z_x, W_x_x.reshape(W_x_x.shape[:-1] + (nz, H))
+      split = partitioning.split_groups
+      a = jnp.einsum('...n,...nh->...h', z_h, split(W_h_h, nz)) + jnp.einsum(
+        '...n,...nh->...h', z_x, split(W_x_x, nz)
       )
     new_h = jnp.tanh(a + z_b @ _up(self.bias_projection) + _up(self.bias))  # eq. 6-7
+    new_h, new_h_hat = _keep_sharding((new_h, new_h_hat), carry)
     out = new_h if self.dtype is None else new_h.astype(self.dtype)
     diag = {}
     if diagnostics:
@@ -705,7 +719,7 @@ class HyperRNNCell(_CellBase):
         delta = (zh_new - zh_old) @ _up(self.scale_h)
         change = _scaled_weight_change(delta[..., None, :], self.recurrent_kernel, 1)
       else:
-        w = _up(self.recurrent_kernel).reshape(H, nz, H)
+        w = partitioning.split_groups(_up(self.recurrent_kernel), nz)  # [H, nz, H]
         gram = jnp.einsum('inj,imj->nm', w, w)  # <W_hz[n], W_hz[m]>_F
         dz = zh_new - zh_old
         change = jnp.sqrt(

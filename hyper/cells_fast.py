@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from hyper import partitioning
+
 Array = jax.Array
 NUM_GATES = 4
 
@@ -60,7 +62,8 @@ def _gates(x) -> tuple[Array, ...]:
 
 
 def _split_gates(x: Array, units: int) -> Array:
-  return x.reshape(x.shape[:-1] + (NUM_GATES, units))
+  assert x.shape[-1] == NUM_GATES * units, (x.shape, units)
+  return partitioning.split_groups(x, NUM_GATES)  # [..., 4, units], units split as x's last axis
 
 
 def _sum_preactivation(*parts):
@@ -171,7 +174,7 @@ def project_per_gate(x: Array, kernel: Array, dtype: Any | None) -> tuple[Array,
   n = kernel.shape[-1] // NUM_GATES
   blocks = [kernel[:, k * n : (k + 1) * n] for k in range(NUM_GATES)]
   if jnp.issubdtype(x.dtype, jnp.integer):
-    return tuple(_up(jnp.take(w, x, axis=0)) for w in blocks)
+    return tuple(_up(partitioning.take_rows(w, x)) for w in blocks)
   return tuple(_dot(x, w, dtype) for w in blocks)
 
 
@@ -238,7 +241,8 @@ def hyperlstm_step(cell, carry, projected, hyper_mask: Array | None, mask: Array
   kernel = jnp.concatenate([cell.z_h_kernel, cell.z_x_kernel, cell.z_b_kernel], axis=1)
   z = _dot(h_hat_used, kernel.reshape(hyper_units, -1), cell.dtype)
   z = z.reshape(z.shape[:-1] + (3, NUM_GATES, cell.embedding_size))
-  z = z + _up(jnp.stack([cell.z_h_bias, cell.z_x_bias, jnp.zeros_like(cell.z_h_bias)]))
+  # Kept in z's sharding: a z bias split over a mesh axis would split N_z, which eq. 8 reads entry by entry.
+  z = partitioning.like(z + _up(jnp.stack([cell.z_h_bias, cell.z_x_bias, jnp.zeros_like(cell.z_h_bias)])), z)
   w = _up(jnp.stack([cell.scale_h, cell.scale_x, cell.bias_projection]))  # [3, 4, N_z, units]
   main_h = tuple(main_h[..., k * units : (k + 1) * units] for k in range(NUM_GATES))
   pre_args = (z, w, main_h, main_x, _split_gates(_up(cell.bias), units))

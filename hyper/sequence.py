@@ -26,13 +26,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
+from hyper import partitioning
+
 Array = jax.Array
-
-
-def _explicit_mesh() -> bool:
-  """True inside a mesh context with at least one Explicit axis (arrays then carry their sharding)."""
-  mesh = jax.sharding.get_abstract_mesh()
-  return (not mesh.empty) and any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
 
 
 def _batch_sharded(tree, batch_spec):
@@ -42,7 +38,7 @@ def _batch_sharded(tree, batch_spec):
 
 def _same_sharding(new, old):
   """`new` resharded to the sharding of `old`, leaf by leaf (a scan's carry keeps one sharding type)."""
-  return jax.tree.map(lambda n, o: jax.sharding.reshard(n, jax.typeof(o).sharding.spec), new, old)
+  return jax.tree.map(partitioning.like, new, old)
 
 
 def _has_step(cell) -> bool:
@@ -152,11 +148,12 @@ class RecurrentStack(nn.Module):
     if inputs.ndim < 2:
       raise ValueError(f'inputs must be [B, T, D] floats or [B, T] token ids, got shape {inputs.shape}')
     steps = inputs.shape[1]
-    explicit = _explicit_mesh()
+    batch_spec = partitioning.leading_spec(inputs, 1)  # None unless on a mesh with Explicit axes
+    explicit = batch_spec is not None
     if carry is None:
       carry = self.initialize_carry(None, inputs.shape)
       if explicit:
-        carry = _batch_sharded(carry, jax.typeof(inputs).sharding.spec[0])
+        carry = _batch_sharded(carry, batch_spec[0])
     if len(carry) != self.num_layers:
       raise ValueError(
         f'carry has {len(carry)} layers, the stack {self.num_layers}; build it with initialize_carry'

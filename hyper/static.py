@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 from flax.core import FrozenDict, unfreeze
-from jax.sharding import AxisType, PartitionSpec
+from jax.sharding import PartitionSpec
+
+from hyper import partitioning
 
 PyTree = Any
 Path = tuple[str, ...]
@@ -102,16 +104,14 @@ def _unshard_trailing(x: jax.Array, n: int | None = None) -> jax.Array:
   reshapes of eq. 1-2 and of the tiling type-check; leading (batch) dims keep theirs. The generator and
   the embeddings are small, so gathering them costs little. A no-op without an explicit mesh."""
   keep = 0 if n is None else x.ndim - n
-  sharding = jax.typeof(x).sharding
-  spec, mesh = getattr(sharding, 'spec', None), getattr(sharding, 'mesh', None)
-  if spec is None or mesh is None or AxisType.Explicit not in tuple(getattr(mesh, 'axis_types', ())):
+  spec = partitioning.explicit_spec(x)
+  if spec is None:
     if jax.sharding.get_abstract_mesh().empty or not isinstance(x, jax.core.Tracer):
       return x
     # Auto axes under a mesh: the same constraint for the partitioner (leading dims left to it).
     return jax.lax.with_sharding_constraint(
       x, PartitionSpec(*(PartitionSpec.UNCONSTRAINED,) * keep, *(None,) * (x.ndim - keep))
     )
-  spec = tuple(spec) + (None,) * (x.ndim - len(spec))
   if all(s is None for s in spec[keep:]):
     return x
   return jax.sharding.reshard(x, PartitionSpec(*spec[:keep], *(None,) * (x.ndim - keep)))
@@ -426,7 +426,7 @@ class StaticHypernetwork:
     generated = self.generate(hyper_params, condition)
     if generated:
       first = next(iter(generated.values()))
-      batch, batch_spec = first.shape[:-4], _batch_spec(first, first.ndim - 4)
+      batch, batch_spec = first.shape[:-4], partitioning.leading_spec(first, first.ndim - 4)
     else:
       batch = () if condition is None else jnp.shape(condition)[:-1]
       batch_spec = None
@@ -444,15 +444,6 @@ class StaticHypernetwork:
     return traverse_util.unflatten_dict({path: flat[path] for path in self._order})
 
   __call__ = apply
-
-
-def _batch_spec(x: jax.Array, nb: int):
-  """The explicit-mesh sharding of x's leading nb dims, or None."""
-  sharding = jax.typeof(x).sharding
-  spec, mesh = getattr(sharding, 'spec', None), getattr(sharding, 'mesh', None)
-  if spec is None or mesh is None or AxisType.Explicit not in tuple(getattr(mesh, 'axis_types', ())):
-    return None
-  return (tuple(spec) + (None,) * x.ndim)[:nb]
 
 
 def _broadcast_leading(leaf: jax.Array, batch: tuple[int, ...], batch_spec) -> jax.Array:
@@ -589,7 +580,7 @@ class Hypernetized(nn.Module):
 
       keys = None if rng is None else jax.random.split(rng, x.shape[0])
       per_example_apply = jax.vmap(one, in_axes=(None, None, 0, 0, 0))
-      x_spec = _batch_spec(x, 1)
+      x_spec = partitioning.leading_spec(x, 1)
       if x_spec is not None:
         # Explicit axes: jax's batching rule for a conv with per-example kernels folds the batch
         # into feature groups, a reshape explicit sharding cannot type; run it on auto axes.
