@@ -41,6 +41,19 @@ class _NoMissingMetricsWarning(logging.Filter):
 logging.getLogger('absl').addFilter(_NoMissingMetricsWarning())
 
 
+class _NoOrphanedRestoreTasks(logging.Filter):
+  # A failed restore of a damaged checkpoint can leave orbax's deserialisation tasks holding the error;
+  # when one is collected (at any later time, on orbax's event-loop thread) asyncio logs a page of
+  # traceback. The restore already raised and is reported in one line (CheckpointError), so drop these.
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    orphan = 'exception was never retrieved' in message
+    return not (orphan and any(s in message for s in ('orbax', 'tensorstore', 'deserialize')))
+
+
+logging.getLogger('asyncio').addFilter(_NoOrphanedRestoreTasks())
+
+
 class RunError(RuntimeError):
   """A run cannot go on; the message says what happened and what to do, in one line."""
 
