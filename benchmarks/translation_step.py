@@ -4,7 +4,7 @@ source + target tokens/s, and beam search in sentences/s, for each cell; prints 
     python benchmarks/translation_step.py --size cpu --cells lstm,ln_lstm,hyperlstm,ln_hyperlstm \
         [--steps 3] [--beam 4] [--json out.json]
 
-Sizes: 'cpu' (the configs' cpu_* rows: 256 units, 2 + 2 layers, 8k vocabulary, batches of 64 pairs of 32
+Sizes: 'cpu' (the configs' cpu_* rows: 128 units, 2 + 2 layers, 4k vocabulary, batches of 64 pairs of 32
 subwords) and 'gnmt' (Table 6: 1024 units, 8 + 8 layers, 32k vocabulary, 128 pairs of 32; for an
 accelerator). Median of --steps timed runs after one warm-up (compile) run; random ids, all of
 full length (token counts are real tokens, no padding). Not a test: it prints numbers.

@@ -236,6 +236,9 @@ class Runner:
     self.config = config
     self.task = task if task is not None else make_task(config)
     self.eval_splits = tuple(config.eval.get('splits') or self.task.eval_splits())
+    # Test sets a task adds on request (translation's eval.extra_test) are reported beside eval.splits.
+    extra = getattr(self.task, 'extra_test_splits', ())
+    self.eval_splits += tuple(s for s in extra if s not in self.eval_splits)
     unknown = [s for s in self.eval_splits if s not in self.task.eval_splits()]
     if unknown:
       raise ValueError(

@@ -12,6 +12,7 @@ import pytest
 from flax import linen as nn
 
 from configs import translation as translation_config
+from experiments import trainer
 from experiments.data import translation as data_lib
 from experiments.tasks import translation
 
@@ -164,6 +165,9 @@ def test_tatoeba_task_with_extra_test_set(tmp_path):
   task = translation.make_task(config)
   assert task.corpus.sizes() == {'train': 260, 'valid': 20, 'test': 20}
   assert task.eval_splits() == ('valid', 'test', 'newstest2014')
+  # The trainer reports it beside config.eval.splits (('valid', 'test') by default), in train and eval.
+  assert config.eval.splits == ('valid', 'test')
+  assert trainer.Runner(config, task).eval_splits == ('valid', 'test', 'newstest2014')
   assert task.texts['newstest2014'] == (['Sentence 7.', 'Sentence 1.'], ['Phrase 7.', 'Phrase 1.'])
   assert task.num_eval_batches('newstest2014') == 1
   batch = next(task.eval_batches('newstest2014'))

@@ -284,7 +284,8 @@ class TranslationTask(TaskBase):
     # Sentences per split: the corpus's own, plus eval.extra_test ('newstest2014', 'multi30k') as a split
     # of that name holding that set's test sentences (same language pair, same subwords).
     self.texts = dict(self.corpus.splits)
-    for name in [n for n in config.eval.extra_test.split(',') if n]:
+    self.extra_test_splits = tuple(n for n in config.eval.extra_test.split(',') if n)
+    for name in self.extra_test_splits:
       extra = data_lib.load_corpus(
         name, config.data.data_dir or None, src_lang=self.corpus.src_lang, tgt_lang=self.corpus.tgt_lang
       )
