@@ -132,7 +132,7 @@ SIZES = {
     label_smoothing=0.0,
   ),
   # A 2-core CPU: every cell at the same size, budget and decoding; sized so that the README's 12 runs
-  # (4 cells x 3 seeds, about 1.4 epochs of Tatoeba each) fit in about 90 minutes of this machine.
+  # (4 cells x 3 seeds, about 0.9 epochs of Tatoeba each) fit in about 2 hours of this machine.
   'cpu': dict(
     features=128,
     hyper_features=32,
@@ -140,11 +140,11 @@ SIZES = {
     embed_size=128,
     encoder_layers=2,
     decoder_layers=2,
-    dropout=0.0,  # 1.4 epochs of 136k pairs: under-fitting, not over-fitting, limits these runs.
+    dropout=0.0,  # 0.9 epochs of 136k pairs: under-fitting, not over-fitting, limits these runs.
     vocab_size=4000,
     tokens_per_batch=2048,
     learning_rate=2e-3,
-    num_steps=1500,
+    num_steps=1000,
     eval_every_steps=500,
     beam_size=4,
     alpha=0.6,

@@ -2,7 +2,7 @@
 # Re-runs the README's CPU result tables (2-core CPU, real data in $HYPER_DATA_DIR), one job at a time.
 #
 #   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "ptb 0" "ptb 1" "mnist 0 100" "cifar 0" throughput
-#   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "zinit 0" "handwriting 0"
+#   HYPER_DATA_DIR=../shared/data bash experiments/cpu_results.sh "zinit 0" "handwriting 0" "translation 0"
 #   python -m experiments.results_table runs/ptb/*      # then the tables
 #
 # Each job writes runs/<family>/<variant>_s<seed> and a log in runs/logs/.
@@ -54,6 +54,18 @@ handwriting() {  # seed [cells]: Table 5's cells at 256 units (hyper 64) on UNIP
     $PY launch.py --config=configs/handwriting.py:cpu_${c}256 --workdir=runs/handwriting/cpu_${c}256_s$seed \
       --config.seed=$seed --config.train.num_steps=500 --config.eval.every_steps=250 \
       --config.checkpoint.every_steps=250 > runs/logs/handwriting_${c}_s$seed.log 2>&1
+  done
+}
+
+translation() {  # seed [cells]: Table 6's cells on Tatoeba En->Fr at the CPU size (configs/translation.py
+                 # cpu_*: 128 units, 2 + 2 layers, 1000 steps), test BLEU/chrF of the best checkpoint;
+                 # seed 0 also scores Multi30k test 2016 and newstest2014
+  local seed=$1; shift
+  local extra=''
+  [ "$seed" = 0 ] && extra='--config.eval.extra_test=newstest2014,multi30k'
+  for c in ${@:-lstm ln_lstm hyperlstm ln_hyperlstm}; do
+    $PY launch.py --config=configs/translation.py:cpu_$c --workdir=runs/translation/cpu_${c}_s$seed \
+      --config.seed=$seed $extra > runs/logs/translation_${c}_s$seed.log 2>&1
   done
 }
 
