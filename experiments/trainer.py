@@ -629,7 +629,11 @@ def restore_params(
   """(runner, state) of the best evaluated ('best') or the newest ('latest') checkpoint of `workdir`."""
   if checkpoint not in ('best', 'latest'):
     raise ValueError(f'--checkpoint must be best or latest, not {checkpoint!r}')
-  runner = runner or Runner(config)
+  if runner is None:
+    runner = Runner(config)
+    load_artifacts = getattr(runner.task, 'load_artifacts', None)  # What the run saved beside its state.
+    if load_artifacts is not None:
+      load_artifacts(workdir)
   workdir = workdir_lib.as_path(workdir)
   directory = workdir / 'checkpoints'
   if not directory.exists():

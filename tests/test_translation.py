@@ -115,6 +115,24 @@ def test_analysis_and_artifacts(tiny_task, tmp_path):
   assert pathlib.Path(written['translation_figure']).read_bytes()[:4] == b'\x89PNG'
 
 
+def test_a_finished_runs_own_subwords_are_read_back(tmp_path):
+  """eval / sample / translate of a workdir split text with the subwords.model saved in it, not with a
+  SentencePiece model retrained from the config (which could differ on another machine)."""
+  task = translation.make_task(tiny_config())
+  src, tgt = task.corpus.splits['train']
+  other = data_lib.train_subwords(list(src) + list(tgt), task.vocab_size, model_type='bpe')
+  assert other.proto != task.subwords.proto
+  other.save(str(tmp_path / 'subwords.model'))
+  task.load_artifacts(tmp_path)
+  assert task.subwords.proto == other.proto
+  assert task.ids['valid'][0] == other.encode(task.texts['valid'][0])
+  assert task.batches.batch(0)['src'].max() < task.vocab_size
+  small = data_lib.train_subwords(list(src) + list(tgt), task.vocab_size - 4, model_type='bpe')
+  small.save(str(tmp_path / 'subwords.model'))
+  with pytest.raises(data_lib.DataError, match='data.subword_model'):
+    task.load_artifacts(tmp_path)
+
+
 def test_summary_mode_needs_no_data_and_paper_rows():
   # load_data=False: the model and its parameter shapes without reading any file.
   config = translation_config.get_config('gnmt_ln_hyperlstm')

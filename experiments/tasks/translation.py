@@ -290,17 +290,46 @@ class TranslationTask(TaskBase):
         name, config.data.data_dir or None, src_lang=self.corpus.src_lang, tgt_lang=self.corpus.tgt_lang
       )
       self.texts[name] = extra.splits['test']
+    self._encode()
+    self.data_source = f'{self.corpus.name} {self.corpus.src_lang}->{self.corpus.tgt_lang} ' + ' / '.join(
+      f'{k} {v}' for k, v in self.corpus.sizes().items()
+    )
+
+  def _encode(self) -> None:
+    """Subword ids of every split and the training batches, with self.subwords."""
     self.ids = {
       split: tuple(self.subwords.encode(side) for side in pair) for split, pair in self.texts.items()
     }
     src, tgt = self.ids['train']
+    c = self.config
     self.batches = BucketedBatches(
-      src, tgt, self.buckets, tokens, config.seed, config.train.row_multiple, process_index, process_count
+      src,
+      tgt,
+      self.buckets,
+      c.train.tokens_per_batch,
+      c.seed,
+      c.train.row_multiple,
+      self.process_index,
+      self.process_count,
     )
     self.steps_per_epoch = self.batches.steps_per_epoch
-    self.data_source = f'{self.corpus.name} {self.corpus.src_lang}->{self.corpus.tgt_lang} ' + ' / '.join(
-      f'{k} {v}' for k, v in self.corpus.sizes().items()
-    )
+
+  def load_artifacts(self, workdir) -> None:
+    """Reads a finished run's own subwords.model (eval / sample / translate of `workdir`), so its text is
+    split as in training even where a retrained SentencePiece model would differ. data.subword_model,
+    when set, wins."""
+    path = os.path.join(str(workdir), 'subwords.model')
+    if self.corpus is None or self.config.data.subword_model or not os.path.exists(path):
+      return
+    saved = data_lib.Subwords.load(path)
+    if saved.vocab_size != self.vocab_size:
+      raise DataError(
+        f'{path} has {saved.vocab_size} pieces but the run config says data.vocab_size '
+        f"{self.vocab_size}; pass --config.data.subword_model=<the run's SentencePiece model>"
+      )
+    if saved.proto != self.subwords.proto:
+      self.subwords = saved
+      self._encode()
 
   # ---- training ----------------------------------------------------------------------------------
 
