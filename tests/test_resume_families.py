@@ -98,3 +98,25 @@ def test_resume_after_a_kill_is_bitwise(family, tmp_path):
       open(os.path.join(workdir, 'subwords.model'), 'rb') as b,
     ):
       assert a.read() == b.read()
+    # experiments/translation_report.py on the two runs: a row per picked test sentence, the same
+    # translation from both (equal parameters), and each run's picture.
+    from experiments import translation_report  # pylint: disable=g-import-not-at-top
+
+    out = tmp_path / 'figures'
+    report = _capture(
+      translation_report.main,
+      [reference, workdir, '--pick', '2', '--figure-sentence', 'red cat moon', '--out', str(out)],
+    )
+    rows = [line.split(' | ') for line in report.splitlines()[2:]]
+    assert len(rows) == 2 and all(len(r) == 4 and r[2] == r[3].rstrip(' |') for r in rows), report
+    assert sorted(os.listdir(out)) == ['killed.png', 'reference.png']
+
+
+def _capture(fn, argv) -> str:
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+
+  buffer = io.StringIO()
+  with contextlib.redirect_stdout(buffer):
+    assert fn(argv) == 0
+  return buffer.getvalue()
